@@ -1,0 +1,163 @@
+"""The LightningModule: SnapMix (or CutMix, Mixup, none) inside ``training_step``.
+
+The model, mixer and optimiser are built here from their configs (plain dicts with
+``_target_``), and ``save_hyperparameters()`` stores those configs, so a checkpoint
+alone rebuilds the whole module: ``FGVCModule.load_from_checkpoint(path)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
+from fgvc_mix.models import FGVCClassifier
+
+
+def _plain(config: Any) -> Any:
+    """Hydra configs become plain containers, so checkpoints hold no OmegaConf objects."""
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with batch statistics but leave running stats and counters untouched.
+
+    With ``track_running_stats`` off, a BatchNorm in training mode passes no running
+    buffers to ``F.batch_norm`` and skips its batch counter; the buffers stay as they were.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Temporarily switch ``model`` to eval mode (BatchNorm running statistics, no dropout)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Top-1, top-5 and mean per-class accuracy, named ``<prefix>acc`` etc."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class FGVCModule(pl.LightningModule):
+    """Fine-grained classifier trained with a mixer; validation and test never mix."""
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        mix: dict[str, Any],
+        optim: dict[str, Any],
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        seed: int = 0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        model, mix, optim = _plain(model), _plain(mix), _plain(optim)
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "mix": mix,
+                "optim": optim,
+                "num_classes": num_classes,
+                "label_smoothing": label_smoothing,
+                "seed": seed,
+                "class_names": class_names,
+            },
+            logger=False,
+        )
+        self.model: FGVCClassifier = instantiate(model, num_classes=num_classes)
+        self.mixer: Mixer = instantiate(mix)
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def on_fit_start(self) -> None:
+        self.mixer.reseed(self.hparams.seed, self.global_rank)
+
+    @torch.no_grad()
+    def target_cams(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Normalised CAMs of each image's target class from a no-grad forward of the clean batch.
+
+        It runs under whatever autocast training uses (Lightning wraps ``training_step``
+        in it). With ``mix.cam_bn=batch`` BatchNorm uses batch statistics, as the
+        authors' train-mode forward did, without updating the running statistics a
+        second time per step; ``mix.cam_bn=eval`` uses the running statistics.
+        """
+        context = eval_mode(self.model) if self.mixer.cam_bn == "eval" else frozen_batchnorm_statistics(self.model)
+        with context:
+            features = self.model.forward_features(images)
+        head = self.model.head
+        return class_activation_maps(features, head.weight, head.bias, targets, tuple(images.shape[-2:]))
+
+    def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
+        return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, targets = batch
+        mixed = self.mix(images, targets)
+        loss = mixed_cross_entropy(self(mixed.images), mixed, self.hparams.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
+        return loss
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> None:
+        images, targets = batch
+        logits = self(images)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        metrics.update(logits, targets)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=images.shape[0])
+        self.log_dict(metrics, batch_size=images.shape[0])
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Named parameter groups (``backbone``, ``head``); a pretrained backbone trains at
+        ``optim.backbone_lr_scale`` times the new layers' learning rate (the paper: 0.1)."""
+        optim = self.hparams.optim
+        optimizer_factory = instantiate(optim["optimizer"])
+        base_lr = optimizer_factory.keywords["lr"]
+        scale = optim.get("backbone_lr_scale", 1.0) if self.model.pretrained_backbone else 1.0
+        groups = [
+            {"params": list(params), "name": name, "lr": base_lr * (scale if name == "backbone" else 1.0)}
+            for name, params in self.model.parameter_groups().items()
+        ]
+        optimizer = optimizer_factory(groups)
+        if optim.get("scheduler") is None:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(optim["scheduler"])(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
