@@ -61,5 +61,5 @@ class MixedImageGrid(pl.Callback):
             draw = ImageDraw.Draw(tile)
             draw.text((2, 1), f"a:{int(mixed.targets_a[i])} {float(mixed.lam_a[i]):.2f}", fill=(255, 255, 255))
             draw.text((2, 12), f"b:{int(mixed.targets_b[i])} {float(mixed.lam_b[i]):.2f}", fill=(255, 255, 255))
-            tiles.append(torch.from_numpy(np.asarray(tile)).permute(2, 0, 1))
+            tiles.append(torch.from_numpy(np.array(tile)).permute(2, 0, 1))
         return make_grid(torch.stack(tiles), nrow=4, padding=2)

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from fgvc_mix.config import build_from_config
 from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
 
@@ -95,8 +95,8 @@ class FGVCModule(pl.LightningModule):
             },
             logger=False,
         )
-        self.model: FGVCClassifier = instantiate(model, num_classes=num_classes)
-        self.mixer: Mixer = instantiate(mix)
+        self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
+        self.mixer: Mixer = build_from_config(mix)
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
 
@@ -149,7 +149,7 @@ class FGVCModule(pl.LightningModule):
         """Named parameter groups (``backbone``, ``head``); a pretrained backbone trains at
         ``optim.backbone_lr_scale`` times the new layers' learning rate (the paper: 0.1)."""
         optim = self.hparams.optim
-        optimizer_factory = instantiate(optim["optimizer"])
+        optimizer_factory = build_from_config(optim["optimizer"])
         base_lr = optimizer_factory.keywords["lr"]
         scale = optim.get("backbone_lr_scale", 1.0) if self.model.pretrained_backbone else 1.0
         groups = [
@@ -159,5 +159,5 @@ class FGVCModule(pl.LightningModule):
         optimizer = optimizer_factory(groups)
         if optim.get("scheduler") is None:
             return {"optimizer": optimizer}
-        scheduler = instantiate(optim["scheduler"])(optimizer)
+        scheduler = build_from_config(optim["scheduler"])(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

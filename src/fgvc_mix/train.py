@@ -12,10 +12,10 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
+from fgvc_mix.config import build_from_config
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
 
@@ -28,7 +28,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     if cfg.test_ckpt not in TEST_CHECKPOINTS:
         raise ValueError(f"test_ckpt must be one of {TEST_CHECKPOINTS}, got {cfg.test_ckpt!r}")
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule: FGVCDataModule = instantiate(cfg.dataset, _convert_="all")
+    datamodule: FGVCDataModule = build_from_config(cfg.dataset, _convert_="all")
     datamodule.setup("fit")
     module = FGVCModule(
         model=cfg.model,
@@ -39,12 +39,16 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
         seed=cfg.seed,
         class_names=datamodule.class_names,
     )
-    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    params = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
-        # Declaring the summary metrics makes TensorBoard's HParams tab compare runs on them.
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), {m: 0.0 for m in SUMMARY_METRICS})
+        if isinstance(logger, TensorBoardLogger):
+            # Declaring the summary metrics makes TensorBoard's HParams tab compare runs on them.
+            logger.log_hyperparams(params, {m: 0.0 for m in SUMMARY_METRICS})
+        else:
+            logger.log_hyperparams(params)
     return module, datamodule, trainer
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "bar")
+SHAPES: tuple[str, ...] = ("circle", "cross", "ring", "bar", "triangle", "square")
 TEXTURES: tuple[str, ...] = ("plain", "striped", "checkered", "dotted", "grid", "speckled")
 MAX_CLASSES: int = len(SHAPES) * len(TEXTURES)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -46,6 +46,12 @@ _IMAGE_STREAM = 1
 _CONTROL_POINTS = 5  # control points per side of the low-frequency background colour field
 _NUM_CLUTTER = 8  # plain blobs in the background (not part-like)
 _MIN_CONTRAST = 0.4  # minimum RGB distance between a part colour and what it is drawn on
+# Sizes as fractions of `image_size * part_scale`; angles in radians.
+_HEAD_RADIUS = 0.08
+_WING_AXES = (0.13, 0.08)
+_TEXTURE_PERIOD = 0.065
+_BODY_TILT = math.radians(30)  # bodies face left or right, tilted by at most this
+_PART_TILT = math.radians(15)  # parts follow the body axis up to this jitter
 
 
 class SyntheticSample(NamedTuple):
@@ -155,7 +161,7 @@ class SyntheticFGVC(Dataset):
         # Body: ellipse with semi-axes (a, b), head direction `angle`, fully inside the image.
         a = size * rng.uniform(0.24, 0.34)
         b = size * rng.uniform(0.14, 0.19)
-        angle = rng.uniform(0.0, 2.0 * math.pi)
+        angle = _random_angle(rng)
         cx, cy = rng.uniform(a + 1.0, size - a - 1.0, size=2)
         u, v = self._local(cx, cy, angle)
         radius2 = (u / a) ** 2 + (v / b) ** 2
@@ -167,14 +173,14 @@ class SyntheticFGVC(Dataset):
         # Distractors go off the body, so draw the parts' random numbers first: the parts of
         # an image do not change with `num_distractors`.
         part_size = size * self.part_scale
-        head_u = a - 0.09 * part_size
+        head_u = a - 1.1 * _HEAD_RADIUS * part_size
         head_v = b * rng.uniform(-0.15, 0.15)
         head = self._shape(rng, shape_id, cx, cy, angle, head_u, head_v, part_size) & body
         head_colour = _contrasting(rng, body_colour)
-        wing_u = head_u - part_size * rng.uniform(0.22, 0.27)
+        wing_u = head_u - part_size * (_HEAD_RADIUS + _WING_AXES[0] + rng.uniform(0.02, 0.07))
         wing_v = b * rng.uniform(-0.2, 0.2)
         wing = self._patch(cx, cy, angle, wing_u, wing_v, part_size) & body
-        self._paint_texture(rng, image, wing, texture_id, body_colour, part_size)
+        self._paint_texture(rng, image, wing, texture_id, body_colour, angle, part_size)
         image[:, head] = head_colour[:, None]
 
         distractors = self._distractors(rng, image, cx, cy, angle, a, b, part_size)
@@ -223,17 +229,18 @@ class SyntheticFGVC(Dataset):
         dv: float,
         part_size: float,
     ) -> np.ndarray:
-        """Mask of a head-mark shape, randomly rotated, centred at body-local offset (du, dv)."""
-        radius = 0.07 * part_size * rng.uniform(0.9, 1.1)
+        """Mask of a head-mark shape, roughly aligned with `angle`, centred at local offset (du, dv)."""
+        radius = _HEAD_RADIUS * part_size * rng.uniform(0.9, 1.1)
         px = cx + du * math.cos(angle) - dv * math.sin(angle)
         py = cy + du * math.sin(angle) + dv * math.cos(angle)
-        x, y = self._local(px, py, rng.uniform(0.0, 2.0 * math.pi))
+        x, y = self._local(px, py, angle + rng.uniform(-_PART_TILT, _PART_TILT))
         return _shape_mask(SHAPES[shape_id], x / radius, y / radius)
 
     def _patch(self, cx: float, cy: float, angle: float, du: float, dv: float, part_size: float) -> np.ndarray:
-        """Mask of an elliptic wing patch aligned with the body, centred at offset (du, dv)."""
+        """Mask of an elliptic wing patch aligned with `angle`, centred at local offset (du, dv)."""
         u, v = self._local(cx, cy, angle)
-        return ((u - du) / (0.12 * part_size)) ** 2 + ((v - dv) / (0.075 * part_size)) ** 2 <= 1.0
+        semi_u, semi_v = _WING_AXES[0] * part_size, _WING_AXES[1] * part_size
+        return ((u - du) / semi_u) ** 2 + ((v - dv) / semi_v) ** 2 <= 1.0
 
     def _paint_texture(
         self,
@@ -242,13 +249,16 @@ class SyntheticFGVC(Dataset):
         region: np.ndarray,
         texture_id: int,
         under_colour: np.ndarray,
+        angle: float,
         part_size: float,
     ) -> None:
-        """Fill `region` with a two-colour texture; the foreground contrasts with `under_colour`."""
+        """Fill `region` with a two-colour texture roughly aligned with `angle`, random phase;
+        the foreground contrasts with `under_colour`."""
         fg = _contrasting(rng, under_colour)
         bg = _contrasting(rng, fg)
-        period = 0.06 * part_size * rng.uniform(0.9, 1.1)
-        x, y = self._local(*rng.uniform(0.0, self.image_size, size=2), rng.uniform(0.0, 2.0 * math.pi))
+        period = _TEXTURE_PERIOD * part_size * rng.uniform(0.9, 1.1)
+        origin = rng.uniform(0.0, self.image_size, size=2)
+        x, y = self._local(*origin, angle + rng.uniform(-_PART_TILT, _PART_TILT))
         cells = rng.random((16, 16)) < 0.5
         on = _texture_mask(TEXTURES[texture_id], x[region] / period, y[region] / period, cells)
         image[:, region] = np.where(on[None, :], fg[:, None], bg[:, None])
@@ -266,7 +276,7 @@ class SyntheticFGVC(Dataset):
     ) -> np.ndarray:
         """Paint part-like shapes and textured patches off the body; return their mask."""
         size = self.image_size
-        reach = 0.12 * part_size * 1.15  # bounding radius of a distractor
+        reach = max(_WING_AXES[0], 1.2 * _HEAD_RADIUS) * part_size  # bounding radius of a distractor
         candidates = rng.uniform(reach, size - reach, size=(64, 2))
         dx, dy = candidates[:, 0] - cx, candidates[:, 1] - cy
         cu = dx * math.cos(angle) + dy * math.sin(angle)
@@ -275,14 +285,21 @@ class SyntheticFGVC(Dataset):
         clear = np.sqrt((cu / a) ** 2 + (cv / b) ** 2) >= 1.0 + (reach + 1.0) / b
         mask = np.zeros((size, size), dtype=bool)
         for px, py in candidates[clear][: self.num_distractors]:
+            tilt = _random_angle(rng)
             if rng.random() < 0.5:
-                region = self._shape(rng, rng.integers(len(SHAPES)), px, py, 0.0, 0.0, 0.0, part_size)
+                region = self._shape(rng, rng.integers(len(SHAPES)), px, py, tilt, 0.0, 0.0, part_size)
                 image[:, region] = rng.random((3, 1))
             else:
-                region = self._patch(px, py, rng.uniform(0.0, 2.0 * math.pi), 0.0, 0.0, part_size)
-                self._paint_texture(rng, image, region, rng.integers(len(TEXTURES)), rng.random(3), part_size)
+                region = self._patch(px, py, tilt, 0.0, 0.0, part_size)
+                texture = rng.integers(len(TEXTURES))
+                self._paint_texture(rng, image, region, texture, rng.random(3), tilt, part_size)
             mask |= region
         return mask
+
+
+def _random_angle(rng: np.random.Generator) -> float:
+    """Facing right or left (equally likely), tilted by at most `_BODY_TILT`."""
+    return rng.uniform(-_BODY_TILT, _BODY_TILT) + math.pi * rng.integers(2)
 
 
 def _contrasting(rng: np.random.Generator, reference: np.ndarray) -> np.ndarray:

@@ -1,0 +1,146 @@
+"""The training slice end to end: configs compose, every mixer trains, checkpoints evaluate, TensorBoard logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIG_DIR, compose_config
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fgvc_mix.evaluate import evaluate, load_checkpoint
+from fgvc_mix.module import FGVCModule
+from fgvc_mix.train import build, train
+
+GROUPS = ("dataset", "model", "mix", "optim", "trainer", "logger", "callbacks")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_config_group_option_composes(group, tmp_path):
+    options = group_options(group)
+    assert len(options) >= 2 or group == "callbacks"
+    for option in options:
+        cfg = compose_config([f"{group}={option}", "dataset.root=/data/somewhere"], tmp_path)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert resolved[group] is not None
+        if group == "mix":
+            mixer = instantiate(cfg.mix)
+            assert mixer.name == option
+        if group == "model":
+            model = instantiate(cfg.model, num_classes=7, pretrained=False)
+            assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
+
+
+def test_default_config_is_the_synthetic_snapmix_demo(tmp_path):
+    cfg = compose_config([], tmp_path)
+    assert cfg.dataset.name == "synthetic" and cfg.mix._target_.endswith("SnapMix")
+    assert cfg.trainer.accelerator == "auto" and cfg.trainer.max_epochs == cfg.optim.epochs
+
+
+@pytest.mark.parametrize("mix", ["none", "mixup", "cutmix", "snapmix"])
+def test_fast_dev_run_trains_with_each_mixer(mix, tiny_config):
+    metrics = train(tiny_config(f"mix={mix}", "mix.prob=1.0" if mix != "none" else "mix.prob=0.0", "trainer=debug"))
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and torch.isfinite(torch.tensor(metrics["test/loss"]))
+
+
+def batchnorm_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+@pytest.mark.parametrize("cam_bn", ["batch", "eval"])
+def test_cam_forward_leaves_batchnorm_statistics_untouched(cam_bn, tiny_config):
+    module, datamodule, _ = build(tiny_config(f"mix.cam_bn={cam_bn}", "logger=[]", "callbacks=[]"))
+    module.train()
+    images, targets = next(iter(datamodule.train_dataloader()))
+    before = batchnorm_state(module.model)
+    assert before
+    cams = module.target_cams(images, targets)
+    after = batchnorm_state(module.model)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    assert module.model.training
+    torch.testing.assert_close(cams.sum(dim=(1, 2)), torch.ones(len(targets)))
+    # batch mode normalises with the batch's statistics, exactly as the train-mode forward of training does
+    features = module.model.forward_features(images) if cam_bn == "batch" else None
+    if features is not None:
+        from fgvc_mix.mixing import class_activation_maps
+
+        expected = class_activation_maps(features, module.model.head.weight, module.model.head.bias, targets, (64, 64))
+        torch.testing.assert_close(cams, expected)
+
+
+def test_snapmix_training_step_updates_batchnorm_once(tiny_config):
+    module, datamodule, _ = build(tiny_config("logger=[]", "callbacks=[]"))
+    module.train()
+    batch = next(iter(datamodule.train_dataloader()))
+    counters = [m.num_batches_tracked.clone() for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    module.training_step(batch, 0)
+    after = [m.num_batches_tracked for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(int(a) == int(b) + 1 for a, b in zip(after, counters, strict=True))
+
+
+def test_checkpoint_evaluates_and_tensorboard_has_scalars_hparams_images(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "optim.epochs=2",
+        "trainer.accelerator=cpu",
+        "callbacks.mixed_images.every_n_epochs=1",
+        "trainer.log_every_n_steps=1",
+    )
+    metrics = train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file() and list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))
+
+    evaluated = evaluate(last, {"num_workers": 0}, accelerator="cpu")
+    for name in ("test/acc", "test/acc_top5", "test/acc_macro"):
+        assert evaluated[name] == pytest.approx(metrics[name], abs=1e-6)
+
+    # One TensorBoard run (fit and test may each open an event file in it).
+    assert list(Path(tmp_path, "tensorboard").glob("events.out.tfevents.*"))
+    accumulator = EventAccumulator(
+        str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
+    accumulator.Reload()
+    tags = accumulator.Tags()
+    for scalar in ("train/loss_step", "train/loss_epoch", "val/acc", "val/acc_macro", "test/acc", "lr-SGD/backbone"):
+        assert scalar in tags["scalars"], scalar
+    assert "train/mixed_images" in tags["images"]
+    assert len(accumulator.Images("train/mixed_images")) == 2  # one per epoch
+    hparams = accumulator.PluginTagToContent("hparams")
+    assert b"test/acc" in hparams["_hparams_/experiment"]  # the HParams tab's metric columns
+    assert b"mix/beta" in hparams["_hparams_/session_start_info"]  # the run's flattened config
+
+
+def test_checkpoint_from_another_class_count_is_rejected(tiny_config, tmp_path):
+    cfg = tiny_config("optim.epochs=1", "trainer.accelerator=cpu", "logger=csv")
+    train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    checkpoint["datamodule_hyper_parameters"]["num_classes"] = 9
+    other = tmp_path / "other.ckpt"
+    torch.save(checkpoint, other)
+    with pytest.raises(ValueError, match="16-class model"):
+        load_checkpoint(other)
+    with pytest.raises(FileNotFoundError, match="ckpt_path"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_bad_options_fail_before_training(tiny_config):
+    with pytest.raises(ValueError, match="resize_size"):
+        build(tiny_config("dataset.image_size=96"))
+    with pytest.raises(ValueError, match=r"mix\.prob"):
+        build(tiny_config("mix.prob=1.5"))
+    with pytest.raises(ValueError, match="test_ckpt"):
+        build(tiny_config("test_ckpt=first"))
+
+
+def test_module_rebuilds_from_its_hyperparameters(tiny_config):
+    module, _, _ = build(tiny_config("logger=[]", "callbacks=[]"))
+    clone = FGVCModule(**module.hparams)
+    assert type(clone.mixer) is type(module.mixer) and clone.hparams.class_names == module.hparams.class_names
