@@ -144,3 +144,16 @@ def test_module_rebuilds_from_its_hyperparameters(tiny_config):
     module, _, _ = build(tiny_config("logger=[]", "callbacks=[]"))
     clone = FGVCModule(**module.hparams)
     assert type(clone.mixer) is type(module.mixer) and clone.hparams.class_names == module.hparams.class_names
+
+
+def test_mid_level_branch_trains_and_reports_each_head(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "model.mid_level=true",
+        "model.mid_level_channels=16",
+        "optim.epochs=1",
+        "trainer.accelerator=cpu",
+        "logger=csv",
+        "callbacks=[]",
+    )
+    metrics = train(cfg)
+    assert {"test/acc", "test/main/acc", "test/mid/acc", "test/main/acc_macro"} <= set(metrics)

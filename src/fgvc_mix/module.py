@@ -97,8 +97,18 @@ class FGVCModule(pl.LightningModule):
         )
         self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
         self.mixer: Mixer = build_from_config(mix)
-        self.val_metrics = classification_metrics(num_classes, "val/")
-        self.test_metrics = classification_metrics(num_classes, "test/")
+        self.val_metrics = self._metrics("val")
+        self.test_metrics = self._metrics("test")
+
+    def _metrics(self, stage: str) -> nn.ModuleDict:
+        """``<stage>/acc`` etc. for the prediction; with several heads also ``<stage>/<head>/acc`` for each."""
+        heads = self.model.head_names
+        prefixes = {"prediction": f"{stage}/"}
+        if len(heads) > 1:
+            prefixes.update({head: f"{stage}/{head}/" for head in heads})
+        return nn.ModuleDict(
+            {key: classification_metrics(self.hparams.num_classes, prefix) for key, prefix in prefixes.items()}
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -127,17 +137,23 @@ class FGVCModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
         mixed = self.mix(images, targets)
-        loss = mixed_cross_entropy(self(mixed.images), mixed, self.hparams.label_smoothing)
+        outputs = self.model.forward_heads(mixed.images)
+        loss = sum(
+            self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
+            for head, logits in outputs.items()
+        )
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: nn.ModuleDict) -> None:
         images, targets = batch
-        logits = self(images)
-        loss = torch.nn.functional.cross_entropy(logits, targets)
-        metrics.update(logits, targets)
+        outputs = self.model.forward_heads(images)
+        outputs["prediction"] = sum(outputs[head] for head in self.model.head_names)
+        loss = torch.nn.functional.cross_entropy(outputs["prediction"], targets)
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=images.shape[0])
-        self.log_dict(metrics, batch_size=images.shape[0])
+        for key, collection in metrics.items():
+            collection.update(outputs[key], targets)
+            self.log_dict(collection, batch_size=images.shape[0])
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)

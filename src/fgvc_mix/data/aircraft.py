@@ -2,13 +2,8 @@
 Classification of Aircraft, arXiv:1306.5151, 2013).
 
 10,000 images at three levels: 100 variants, 70 families, 30 manufacturers. Splits:
-3,334 train / 3,333 val (6,667 trainval) / 3,333 test. Layout of ``fgvc-aircraft-2013b.tar.gz``::
-
-    fgvc-aircraft-2013b/data/
-        variants.txt  families.txt  manufacturers.txt          one class name per line
-        images_{variant,family,manufacturer}_{train,val,trainval,test}.txt
-                                                               "<image id> <class name>"
-        images/<image id>.jpg
+3,334 train / 3,333 val (6,667 trainval) / 3,333 test. The layout of
+``fgvc-aircraft-2013b.tar.gz`` is :attr:`FGVCAircraft.expected_layout`.
 
 Class names contain spaces and slashes (``1042824 Cessna 172``, ``0062765 F/A-18``), so
 each line is split once. Every image carries a 20-pixel copyright banner at the bottom,
@@ -18,6 +13,7 @@ which the dataset's README asks users to remove; it is cropped before the transf
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +26,8 @@ from .image_list import (
     ImageListDataset,
     check_not_empty,
     check_split,
+    decode_rgb,
     find_root,
-    load_rgb_image,
     read_names,
     read_pairs,
 )
@@ -50,6 +46,14 @@ class FGVCAircraft(ImageListDataset):
 
     name = "aircraft"
     has_val = True
+    homepage = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"
+    expected_layout = """
+        fgvc-aircraft-2013b/data/
+            variants.txt  families.txt  manufacturers.txt     one class name per line
+            images_{variant,family,manufacturer}_{train,val,trainval,test}.txt
+                                                              <image id> <class name>
+            images/1025794.jpg ...
+    """
 
     def __init__(
         self,
@@ -60,6 +64,7 @@ class FGVCAircraft(ImageListDataset):
         level: str = "variant",
         use_val: bool = False,
         crop_banner: bool = True,
+        draft_size: int | None = None,
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         if level not in CLASS_FILES:
@@ -87,14 +92,18 @@ class FGVCAircraft(ImageListDataset):
                 )
             samples.append((self.root / "images" / f"{image_id}.jpg", index[class_name]))
         check_not_empty(samples, dataset=self.name, split=split, source=list_file)
-        super().__init__(samples, classes, transform, skip_bad_images)
+        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
 
     def load_image(self, path: Path) -> Image.Image:
-        """Load as RGB and cut the bottom copyright banner (before any transform)."""
-        img = load_rgb_image(path)
+        """Load as RGB and cut the bottom copyright banner (before any transform).
+
+        The banner is 20 px of the image on disk; a reduced-size decode (``draft_size``)
+        shrinks it by the same factor, rounded up so no banner row survives.
+        """
+        img, (_, full_height) = decode_rgb(path, self.draft_size)
         if not self.crop_banner:
             return img
+        if full_height <= BANNER_HEIGHT:
+            raise BadImageError(path, f"Image is only {full_height} px tall, no room for the {BANNER_HEIGHT}-px banner")
         width, height = img.size
-        if height <= BANNER_HEIGHT:
-            raise BadImageError(path, f"Image is only {height} px tall, no room for the {BANNER_HEIGHT}-px banner")
-        return img.crop((0, 0, width, height - BANNER_HEIGHT))
+        return img.crop((0, 0, width, height - math.ceil(BANNER_HEIGHT * height / full_height)))

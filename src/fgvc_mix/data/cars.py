@@ -2,21 +2,12 @@
 Categorization, 3dRR workshop at ICCV 2013).
 
 16,185 images of 196 car models (make, model, year): 8,144 train / 8,041 test; no official
-validation split. Three on-disk layouts are read (``dataset.root`` may also be their parent
-``stanford_cars/``, as torchvision names it):
-
-* devkit layout (torchvision and the SnapMix authors)::
-
-      devkit/cars_meta.mat              class_names: 1x196 cell
-      devkit/cars_train_annos.mat       annotations: struct(bbox_x1, bbox_y1, bbox_x2, bbox_y2, class, fname)
-      cars_test_annos_withlabels.mat    same struct, beside devkit/ (torchvision) or inside it (SnapMix)
-      cars_train/00001.jpg ...
-      cars_test/00001.jpg ...
-
-  The Kaggle copy nests the images (``cars_train/cars_train/*.jpg``) and the devkit
-  (``car_devkit/devkit/``); both are found.
-* combined release: ``cars_annos.mat`` (struct with relative_im_path, bbox_*, class, test;
-  plus class_names) and ``car_ims/000001.jpg ...``.
+validation split. Three on-disk layouts are read, listed in :attr:`StanfordCars.expected_layout`
+(``dataset.root`` may also be their parent ``stanford_cars/``, as torchvision names it): the
+devkit layout of torchvision and the SnapMix authors (test labels beside ``devkit/`` or inside
+it), the Kaggle copy of it, which nests the images (``cars_train/cars_train/*.jpg``) and the
+devkit (``car_devkit/devkit/``), and the combined release (``cars_annos.mat`` + ``car_ims/``).
+The official download links are dead, so the homepage names the mirrors.
 
 Class ids in the files are 1-based; labels are 0-based.
 """
@@ -37,6 +28,7 @@ from .image_list import (
     check_not_empty,
     check_root,
     check_split,
+    layout_help,
     load_mat,
     mat_records,
     mat_strings,
@@ -47,11 +39,6 @@ DEVKIT_DIRS = ("devkit", "car_devkit/devkit", "")
 TEST_LABEL_DIRS = ("", "devkit", "car_devkit", "car_devkit/devkit")
 ANNOTATION_FILES = {"train": "cars_train_annos.mat", "test": "cars_test_annos_withlabels.mat"}
 BOX_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
-LAYOUT_HELP = (
-    "Arrange the files as devkit/cars_meta.mat, devkit/cars_train_annos.mat, "
-    "cars_test_annos_withlabels.mat (beside or inside devkit/), cars_train/, cars_test/ -- "
-    "or as cars_annos.mat + car_ims/ -- and set dataset.root=<that folder>."
-)
 
 
 def _first_file(base: Path, candidates: list[str]) -> Path | None:
@@ -90,6 +77,21 @@ class StanfordCars(ImageListDataset):
 
     name = "cars"
     has_val = False
+    homepage = (
+        "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (offline: use a mirror, e.g. Kaggle's "
+        "'stanford-cars-dataset' plus its 'cars_test_annos_withlabels' file, or a Hugging Face Hub copy)"
+    )
+    expected_layout = """
+        stanford_cars/
+            devkit/cars_meta.mat              class_names: 1x196 cell
+            devkit/cars_train_annos.mat       annotations: struct(bbox_x1, bbox_y1, bbox_x2, bbox_y2, class, fname)
+            cars_test_annos_withlabels.mat    same struct, beside devkit/ or inside it
+            cars_train/00001.jpg ...          (Kaggle: cars_train/cars_train/, car_devkit/devkit/)
+            cars_test/00001.jpg ...
+        or the combined release:
+            cars_annos.mat                    annotations (relative_im_path, bbox_*, class, test), class_names
+            car_ims/000001.jpg ...
+    """
 
     def __init__(
         self,
@@ -97,6 +99,7 @@ class StanfordCars(ImageListDataset):
         split: str,
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad_images: bool = False,
+        draft_size: int | None = None,
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         root = check_root(root, dataset=self.name, expected="folder holding devkit/ or cars_annos.mat")
@@ -114,7 +117,7 @@ class StanfordCars(ImageListDataset):
                 break
         else:
             raise DatasetError(self._layout_report(bases[-1], split))
-        super().__init__(samples, classes, transform, skip_bad_images, boxes=boxes)
+        super().__init__(samples, classes, transform, skip_bad_images, boxes=boxes, draft_size=draft_size)
 
     def _read_devkit(
         self, paths: dict[str, Path | None], split: str
@@ -187,5 +190,4 @@ class StanfordCars(ImageListDataset):
                 "  Note: cars_test_annos.mat has no labels; download cars_test_annos_withlabels.mat "
                 "(published with the devkit) and put it beside devkit/."
             )
-        lines.append(LAYOUT_HELP)
-        return "\n".join(lines)
+        return "\n".join(lines) + layout_help(self.name)

@@ -2,17 +2,8 @@
 CNS-TR-2011-001, 2011).
 
 11,788 photographs of 200 bird species: 5,994 train / 5,794 test (``train_test_split.txt``);
-no official validation split. Layout of the official ``CUB_200_2011.tgz``::
-
-    CUB_200_2011/
-        images.txt               <image id> <class folder>/<file>.jpg
-        image_class_labels.txt   <image id> <class id, 1-based>
-        train_test_split.txt     <image id> <1 = train, 0 = test>
-        classes.txt              <class id> 001.Black_footed_Albatross
-        bounding_boxes.txt       <image id> <x> <y> <width> <height>   (optional here)
-        images/<class folder>/<file>.jpg
-
-``dataset.root`` may point at ``CUB_200_2011/`` or at its parent. The same "CUB-style"
+no official validation split. The layout of the official ``CUB_200_2011.tgz`` is
+:attr:`CUB200.expected_layout`; ``dataset.root`` may point at ``CUB_200_2011/`` or at its parent. The same "CUB-style"
 files describe NABirds, which reuses :func:`read_cub_style` below.
 """
 
@@ -145,6 +136,16 @@ class CUB200(ImageListDataset):
 
     name = "cub"
     has_val = False
+    homepage = "https://www.vision.caltech.edu/datasets/cub_200_2011/"
+    expected_layout = """
+        CUB_200_2011/
+            images.txt               <image id> <class folder>/<file>.jpg
+            image_class_labels.txt   <image id> <class id, 1-based>
+            train_test_split.txt     <image id> <1 = train, 0 = test>
+            classes.txt              <class id> 001.Black_footed_Albatross
+            bounding_boxes.txt       <image id> <x> <y> <width> <height>   (optional)
+            images/001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.jpg ...
+    """
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class CUB200(ImageListDataset):
         split: str,
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad_images: bool = False,
+        draft_size: int | None = None,
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         self.root = find_root(root, dataset=self.name, candidates=["", "CUB_200_2011"], marker="images.txt")
@@ -161,4 +163,4 @@ class CUB200(ImageListDataset):
         classes = [parsed.class_names[c] for c in class_ids]
         self.display_names = [pretty_cub_name(c) for c in classes]
         samples = assign_labels(parsed, class_ids, dataset=self.name)
-        super().__init__(samples, classes, transform, skip_bad_images, boxes=parsed.boxes)
+        super().__init__(samples, classes, transform, skip_bad_images, boxes=parsed.boxes, draft_size=draft_size)

@@ -2,12 +2,7 @@
 Image Categorization, FGVC workshop at CVPR 2011).
 
 20,580 ImageNet images of 120 dog breeds: 12,000 train / 8,580 test; no official
-validation split. Layout (``images.tar`` + ``lists.tar``)::
-
-    Images/n02085620-Chihuahua/n02085620_10074.jpg ...
-    lists/train_list.mat   file_list: Nx1 cell of "n02085620-Chihuahua/n02085620_5927.jpg",
-    lists/test_list.mat    labels: Nx1, 1-based class id
-
+validation split. Layout (``images.tar`` + ``lists.tar``): see :attr:`StanfordDogs.expected_layout`.
 ``lists.tar`` unpacks without a folder, so the two lists are also accepted at root level.
 Class names come from the folder part of the paths (``n02085620-Chihuahua`` → ``Chihuahua``).
 """
@@ -26,6 +21,7 @@ from .image_list import (
     check_not_empty,
     check_split,
     find_root,
+    layout_help,
     load_mat,
     mat_field,
     mat_scalar,
@@ -40,6 +36,13 @@ class StanfordDogs(ImageListDataset):
 
     name = "dogs"
     has_val = False
+    homepage = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
+    expected_layout = """
+        stanford_dogs/
+            Images/n02085620-Chihuahua/n02085620_10074.jpg ...   (images.tar)
+            lists/train_list.mat   file_list: Nx1 cell of "n02085620-Chihuahua/n02085620_5927.jpg",
+            lists/test_list.mat    labels: Nx1, 1-based class id   (lists.tar; also accepted beside Images/)
+    """
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class StanfordDogs(ImageListDataset):
         split: str,
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad_images: bool = False,
+        draft_size: int | None = None,
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         self.root = find_root(
@@ -59,6 +63,7 @@ class StanfordDogs(ImageListDataset):
             raise DatasetError(
                 f"{self.name}: annotation file {self.root / 'lists' / f'{split}_list.mat'} is missing "
                 f"(also looked for {self.root / f'{split}_list.mat'}). Extract lists.tar into {self.root / 'lists'}."
+                f"{layout_help(self.name)}"
             )
         # Read both lists (when present) so every class gets its name even if one split lacks it.
         entries = {s: self._read_list(path) for s, path in lists.items() if path is not None}
@@ -76,7 +81,7 @@ class StanfordDogs(ImageListDataset):
         self.synsets = [folders.get(i, f"class_{i:03d}") for i in range(1, num_classes + 1)]
         classes = [s.split("-", 1)[-1] for s in self.synsets]
         samples = [(self.root / "Images" / rel_path, class_id - 1) for _, rel_path, class_id in entries[split]]
-        super().__init__(samples, classes, transform, skip_bad_images)
+        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
 
     def _list_file(self, split: str) -> Path | None:
         candidates = [self.root / d / f"{split}_list.mat" for d in LIST_DIRS]

@@ -2,14 +2,9 @@
 Number of Classes, ICVGIP 2008).
 
 8,189 images of 102 flower species: 1,020 train (``trnid``) / 1,020 val (``valid``) /
-6,149 test (``tstid``). Layout (``102flowers.tgz`` plus the two label files)::
-
-    imagelabels.mat   labels: 1x8189, class id (1-based) of image_00001.jpg ...
-    setid.mat         trnid, valid, tstid: 1-based image numbers
-    jpg/image_00001.jpg ...
-
-The release has no class names, so classes are ``"001"`` .. ``"102"``. ``dataset.root`` may
-also be the parent ``flowers-102/`` folder (torchvision's name).
+6,149 test (``tstid``). Layout (``102flowers.tgz`` plus the two label files): see
+:attr:`Flowers102.expected_layout`. The release has no class names, so classes are ``"001"`` ..
+``"102"``. ``dataset.root`` may also be the parent ``flowers-102/`` folder (torchvision's name).
 """
 
 from __future__ import annotations
@@ -41,6 +36,13 @@ class Flowers102(ImageListDataset):
 
     name = "flowers102"
     has_val = True
+    homepage = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
+    expected_layout = """
+        flowers-102/
+            imagelabels.mat   labels: 1x8189, class id (1-based) of image_00001.jpg ...
+            setid.mat         trnid, valid, tstid: 1-based image numbers
+            jpg/image_00001.jpg ...   (102flowers.tgz)
+    """
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class Flowers102(ImageListDataset):
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad_images: bool = False,
         use_val: bool = False,
+        draft_size: int | None = None,
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         if split == "val" and not use_val:
@@ -88,4 +91,5 @@ class Flowers102(ImageListDataset):
                     )
                 samples.append((self.root / "jpg" / f"image_{number:05d}.jpg", labels[number - 1]))
         check_not_empty(samples, dataset=self.name, split=split, source=f"{setid_path} ({', '.join(fields)})")
-        super().__init__(samples, [f"{i:03d}" for i in range(1, num_classes + 1)], transform, skip_bad_images)
+        classes = [f"{i:03d}" for i in range(1, num_classes + 1)]
+        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)

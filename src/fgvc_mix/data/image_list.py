@@ -4,7 +4,9 @@ Every real dataset (CUB, Cars, Aircraft, ...) parses its annotation files once i
 list of ``(image path, 0-based label)`` pairs and hands it to :class:`ImageListDataset`,
 which loads images as 8-bit RGB whatever their mode and turns each problem a user can fix
 (missing root, missing annotation file, unreadable image, bad label, empty split) into one
-:class:`DatasetError` that names the file and says what to do.
+:class:`DatasetError` that names the file and says what to do. Errors about a missing root,
+annotation file or layout end with the dataset's expected tree and download page, which
+each dataset class declares once (``expected_layout``, ``homepage``).
 
 The helpers below (root discovery, whitespace-separated id files, MATLAB struct fields,
 label checks) are shared so that each dataset module only describes its own format.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,11 +79,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb_image(path: Path) -> Image.Image:
-    """Fully decode the image at ``path`` as RGB; raise :class:`BadImageError` if unreadable.
+def load_rgb_image(path: Path, draft_size: int | None = None) -> Image.Image:
+    """Fully decode the image at ``path`` as RGB; raise :class:`BadImageError` if unreadable."""
+    return decode_rgb(path, draft_size)[0]
+
+
+def decode_rgb(path: Path, draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode the image at ``path`` as RGB; return it and its size on disk (before ``draft``).
 
     The image is decoded in full (``load()``), so a truncated file is an error here rather
     than a silently grey-padded picture: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone.
+    With ``draft_size``, a JPEG decodes at the smallest 1/2, 1/4 or 1/8 scale whose sides
+    stay >= ``draft_size`` (PIL's ``draft``), which is much faster for photos far larger
+    than the resize target; other formats ignore it. The size on disk lets callers map
+    full-resolution pixel coordinates (Aircraft's banner) onto the reduced image.
     """
     path = Path(path)
     try:
@@ -93,8 +105,11 @@ def load_rgb_image(path: Path) -> Image.Image:
         raise BadImageError(path, "Image file is empty (0 bytes)")
     try:
         with Image.open(path) as img:
+            full_size = img.size
+            if draft_size is not None:
+                img.draft("RGB", (draft_size, draft_size))
             img.load()
-            return to_rgb(img)
+            return to_rgb(img), full_size
     except UnidentifiedImageError:
         raise BadImageError(path, "Not a readable image (unknown format or corrupt header)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
@@ -111,12 +126,22 @@ class ImageListDataset(Dataset):
     With ``skip_bad_images=True`` every image is decoded once at construction and the
     unreadable ones are dropped and logged; otherwise a bad image raises when loaded.
     ``boxes``, when given, holds one ``(x, y, w, h)`` per sample and is kept aligned.
+    ``draft_size`` turns on reduced-size JPEG decoding (see :func:`decode_rgb`); set it to
+    the resize target, never below it, or images get upsampled.
     """
 
     #: Whether the dataset has an official validation split (else the datamodule carves one).
     has_val: ClassVar[bool] = False
     #: Short name used in messages (and the registry key for the real datasets).
     name: ClassVar[str] = "image_list"
+    #: The on-disk tree a user must provide, shown by errors about a missing root or file.
+    expected_layout: ClassVar[str] = ""
+    #: Where to download the dataset, shown with ``expected_layout``.
+    homepage: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _LAYOUTS[cls.name] = cls
 
     def __init__(
         self,
@@ -125,7 +150,14 @@ class ImageListDataset(Dataset):
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad_images: bool = False,
         boxes: Sequence[Box] | None = None,
+        draft_size: int | None = None,
     ) -> None:
+        if draft_size is not None and (type(draft_size) is not int or draft_size < 1):
+            raise DatasetError(
+                f"{self.name}: dataset.options.draft_size must be a positive integer (the resize target) "
+                f"or null, got {draft_size!r}."
+            )
+        self.draft_size = draft_size
         self.samples: list[tuple[Path, int]] = [(Path(p), int(y)) for p, y in samples]
         self.classes: list[str] = list(classes)
         self.transform = transform
@@ -149,7 +181,7 @@ class ImageListDataset(Dataset):
 
     def load_image(self, path: Path) -> Image.Image:
         """Load one image as RGB; datasets override this for fixed crops (Aircraft)."""
-        return load_rgb_image(path)
+        return load_rgb_image(path, self.draft_size)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
@@ -158,11 +190,14 @@ class ImageListDataset(Dataset):
             img = self.transform(img)
         return img, label
 
-    def verify_images(self, num_workers: int | None = None) -> list[Path]:
-        """Decode every image once and drop the unreadable ones (logged); return their paths.
+    def find_unreadable(
+        self, num_workers: int | None = None, on_image: Callable[[], None] | None = None
+    ) -> list[tuple[int, str]]:
+        """Decode every image once with :meth:`load_image`; return ``(index, reason)`` of the bad ones.
 
         Decoding fully is what catches truncated files (``Image.verify`` does not). Pillow
         releases the GIL while decoding, so a few threads make this pass faster.
+        ``on_image`` is called once per image scanned (a progress bar's advance).
         """
 
         def problem(path: Path) -> str | None:
@@ -173,17 +208,24 @@ class ImageListDataset(Dataset):
             return None
 
         workers = num_workers or min(8, os.cpu_count() or 1)
-        paths = [path for path, _ in self.samples]
+        bad = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            problems = list(pool.map(problem, paths))
-        skipped = []
-        for path, reason in zip(paths, problems, strict=True):
-            if reason is not None:
-                log.warning("Skipping unreadable image %s (%s)", path, reason)
-                skipped.append(path)
+            for index, reason in enumerate(pool.map(problem, [path for path, _ in self.samples])):
+                if reason is not None:
+                    bad.append((index, reason))
+                if on_image is not None:
+                    on_image()
+        return bad
+
+    def verify_images(self, num_workers: int | None = None) -> list[Path]:
+        """Drop the unreadable images (logged, see :meth:`find_unreadable`); return their paths."""
+        bad = dict(self.find_unreadable(num_workers))
+        skipped = [self.samples[index][0] for index in bad]
+        for path, reason in zip(skipped, bad.values(), strict=True):
+            log.warning("Skipping unreadable image %s (%s)", path, reason)
         if skipped:
             total = len(self.samples)
-            keep = [i for i, reason in enumerate(problems) if reason is None]
+            keep = [i for i in range(total) if i not in bad]
             self.samples = [self.samples[i] for i in keep]
             if self.boxes is not None:
                 self.boxes = [self.boxes[i] for i in keep]
@@ -202,6 +244,25 @@ class ImageListDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(samples={len(self)}, classes={self.num_classes})"
+
+
+#: Dataset classes by ``name``, filled by ``__init_subclass__`` so helpers that only get the
+#: name in ``dataset=`` can append that dataset's tree and download page.
+_LAYOUTS: dict[str, type[ImageListDataset]] = {}
+
+
+def layout_help(dataset: str) -> str:
+    """The expected tree and download page of ``dataset`` as lines to append to an error ("" if unknown)."""
+    cls = _LAYOUTS.get(dataset)
+    if cls is None:
+        return ""
+    text = ""
+    if cls.expected_layout:
+        body = textwrap.indent(textwrap.dedent(cls.expected_layout).strip("\n"), "    ")
+        text += f"\nExpected layout (set dataset.root=<its top folder or the parent>):\n{body}"
+    if cls.homepage:
+        text += f"\nDownload: {cls.homepage}"
+    return text
 
 
 # --------------------------------------------------------------------------- roots and splits
@@ -223,7 +284,9 @@ def check_root(root: str | Path, *, dataset: str, expected: str) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():
         what = "is not a folder" if path.exists() else "does not exist"
-        raise DatasetError(f"{dataset}: dataset root {path} {what}. Set dataset.root=<{expected}>.")
+        raise DatasetError(
+            f"{dataset}: dataset root {path} {what}. Set dataset.root=<{expected}>.{layout_help(dataset)}"
+        )
     return path
 
 
@@ -240,7 +303,7 @@ def find_root(root: str | Path, *, dataset: str, candidates: Sequence[str], mark
     looked = ", ".join(str(base / marker) for base in tried)
     raise DatasetError(
         f"{dataset}: cannot find {marker} under dataset root {root} (looked for {looked}). "
-        f"Set dataset.root=<folder holding {marker}> or extract the official archive there."
+        f"Set dataset.root=<folder holding {marker}> or extract the official archive there.{layout_help(dataset)}"
     )
 
 
@@ -248,7 +311,7 @@ def require_file(path: Path, *, dataset: str, hint: str = "") -> Path:
     """Return ``path`` if it is a file, else raise a :class:`DatasetError` naming it."""
     if not path.is_file():
         fix = hint or "Re-extract the official archive into dataset.root"
-        raise DatasetError(f"{dataset}: annotation file {path} is missing. {fix}.")
+        raise DatasetError(f"{dataset}: annotation file {path} is missing. {fix}.{layout_help(dataset)}")
     return path
 
 

@@ -2,9 +2,8 @@
 citizen scientists, CVPR 2015).
 
 48,562 photographs of North American birds: 23,929 train / 24,633 test; no official
-validation split. The files follow the CUB layout (``images.txt``, ``image_class_labels.txt``,
-``train_test_split.txt``, ``classes.txt``, ``bounding_boxes.txt``, ``images/``) with UUID
-image ids, plus ``hierarchy.txt`` (``<child class id> <parent class id>``). ``classes.txt``
+validation split. The files follow the CUB layout with UUID image ids, plus ``hierarchy.txt``
+(``<child class id> <parent class id>``); see :attr:`NABirds.expected_layout`. ``classes.txt``
 lists 1,011 ids of a taxonomy, but images only carry the 555 leaf ids, which are sparse;
 they are remapped to labels 0..554 in increasing id order.
 """
@@ -30,6 +29,17 @@ class NABirds(ImageListDataset):
 
     name = "nabirds"
     has_val = False
+    homepage = "https://dl.allaboutbirds.org/nabirds"
+    expected_layout = """
+        nabirds/
+            images.txt               <image uuid> <class folder>/<file>.jpg
+            image_class_labels.txt   <image uuid> <class id>
+            train_test_split.txt     <image uuid> <1 = train, 0 = test>
+            classes.txt              <class id> <class name>
+            hierarchy.txt            <child class id> <parent class id>   (optional)
+            bounding_boxes.txt       <image uuid> <x> <y> <width> <height>   (optional)
+            images/0295/<uuid>.jpg ...
+    """
 
     def __init__(
         self,
@@ -37,6 +47,7 @@ class NABirds(ImageListDataset):
         split: str,
         transform: Callable[[Image.Image], Any] | None = None,
         skip_bad_images: bool = False,
+        draft_size: int | None = None,
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         self.root = find_root(root, dataset=self.name, candidates=["", "nabirds"], marker="images.txt")
@@ -48,7 +59,7 @@ class NABirds(ImageListDataset):
         self._check_leaves(self.class_ids)
         classes = [parsed.class_names.get(c, f"class {c}") for c in self.class_ids]
         samples = assign_labels(parsed, self.class_ids, dataset=self.name)
-        super().__init__(samples, classes, transform, skip_bad_images, boxes=parsed.boxes)
+        super().__init__(samples, classes, transform, skip_bad_images, boxes=parsed.boxes, draft_size=draft_size)
 
     def _check_leaves(self, class_ids: list[str]) -> None:
         """Images labelled with an inner taxonomy node would make the labels ambiguous."""

@@ -47,8 +47,8 @@ _CONTROL_POINTS = 5  # control points per side of the low-frequency background c
 _NUM_CLUTTER = 8  # plain blobs in the background (not part-like)
 _MIN_CONTRAST = 0.4  # minimum RGB distance between a part colour and what it is drawn on
 # Sizes as fractions of `image_size * part_scale`; angles in radians.
-_HEAD_RADIUS = 0.08
-_WING_AXES = (0.13, 0.08)
+_HEAD_RADIUS = 0.095
+_WING_AXES = (0.12, 0.075)
 _TEXTURE_PERIOD = 0.065
 _BODY_TILT = math.radians(30)  # bodies face left or right, tilted by at most this
 _PART_TILT = math.radians(15)  # parts follow the body axis up to this jitter
@@ -159,7 +159,7 @@ class SyntheticFGVC(Dataset):
         image = self._background(rng)
 
         # Body: ellipse with semi-axes (a, b), head direction `angle`, fully inside the image.
-        a = size * rng.uniform(0.24, 0.34)
+        a = size * rng.uniform(0.27, 0.36)
         b = size * rng.uniform(0.14, 0.19)
         angle = _random_angle(rng)
         cx, cy = rng.uniform(a + 1.0, size - a - 1.0, size=2)
@@ -173,11 +173,11 @@ class SyntheticFGVC(Dataset):
         # Distractors go off the body, so draw the parts' random numbers first: the parts of
         # an image do not change with `num_distractors`.
         part_size = size * self.part_scale
-        head_u = a - 1.1 * _HEAD_RADIUS * part_size
+        head_u = a - 1.4 * _HEAD_RADIUS * part_size
         head_v = b * rng.uniform(-0.15, 0.15)
         head = self._shape(rng, shape_id, cx, cy, angle, head_u, head_v, part_size) & body
         head_colour = _contrasting(rng, body_colour)
-        wing_u = head_u - part_size * (_HEAD_RADIUS + _WING_AXES[0] + rng.uniform(0.02, 0.07))
+        wing_u = head_u - part_size * (_HEAD_RADIUS + _WING_AXES[0] + rng.uniform(0.01, 0.04))
         wing_v = b * rng.uniform(-0.2, 0.2)
         wing = self._patch(cx, cy, angle, wing_u, wing_v, part_size) & body
         self._paint_texture(rng, image, wing, texture_id, body_colour, angle, part_size)

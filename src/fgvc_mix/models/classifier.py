@@ -3,60 +3,102 @@
 SnapMix reads the class activation maps off the last feature map and the linear
 head's weights, so every model here keeps that shape: ``forward_features`` gives
 the (B, C, h, w) map and ``head`` is the ``nn.Linear`` applied to its spatial mean.
+The optional mid-level branch (the paper's "Baseline+") adds a second classifier on
+the penultimate stage; the prediction is the sum of both heads' logits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from fgvc_mix.models.backbones import BACKBONES, build_backbone
+from fgvc_mix.models.backbones import Backbone, build_backbone
+
+
+class MidLevelHead(nn.Module):
+    """1x1 conv + ReLU on the penultimate feature map, global max pool, Linear.
+
+    ``detach`` (the default, as in the paper) keeps its gradients out of the backbone.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_classes: int, detach: bool = True) -> None:
+        super().__init__()
+        self.detach = detach
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, hidden_channels, 1), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(hidden_channels, num_classes)
+
+    def forward(self, features: Tensor) -> Tensor:
+        features = features.detach() if self.detach else features
+        return self.classifier(self.conv(features).amax(dim=(2, 3)))
 
 
 class FGVCClassifier(nn.Module):
-    """A backbone producing a spatial feature map and a linear head on its average pool."""
+    """A backbone producing a spatial feature map, a linear head on its average pool, optionally a mid-level head."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, pretrained_backbone: bool) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        pretrained_backbone: bool,
+        mid_level: MidLevelHead | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = nn.Linear(backbone.out_channels, num_classes)
+        self.mid_level = mid_level
         self.pretrained_backbone = pretrained_backbone
 
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        """The heads whose logits sum to the prediction."""
+        return ("main", "mid") if self.mid_level is not None else ("main",)
+
+    def loss_weight(self, head: str) -> float:
+        """Weight of a head's mixed loss in training: every prediction head counts fully."""
+        return 1.0
+
     def forward_features(self, images: Tensor) -> Tensor:
+        """The last feature map (the CAM forward needs nothing else)."""
         return self.backbone(images)
 
+    def forward_heads(self, images: Tensor) -> dict[str, Tensor]:
+        """Logits of every head, by name (``main`` and, with the mid-level branch, ``mid``)."""
+        if self.mid_level is None:
+            return {"main": self.head(self.forward_features(images).mean(dim=(2, 3)))}
+        mid, last = self.backbone.forward_stages(images)
+        return {"main": self.head(last.mean(dim=(2, 3))), "mid": self.mid_level(mid)}
+
     def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.forward_features(images).mean(dim=(2, 3)))
+        """The prediction: the sum of the heads' logits."""
+        outputs = self.forward_heads(images)
+        return sum(outputs[head] for head in self.head_names)
 
     def parameter_groups(self) -> dict[str, Iterator[nn.Parameter]]:
         """Backbone vs. new layers, so a pretrained backbone can train at a smaller learning rate."""
-        return {"backbone": self.backbone.parameters(), "head": self.head.parameters()}
+        new_layers = [*self.head.parameters(), *(self.mid_level.parameters() if self.mid_level else [])]
+        return {"backbone": self.backbone.parameters(), "head": iter(new_layers)}
 
 
 def build_classifier(
-    name: str, num_classes: int, pretrained: bool = False, weights_path: str | None = None
+    name: str,
+    num_classes: int,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    backbone_options: dict | None = None,
+    mid_level: bool = False,
+    mid_level_channels: int = 1024,
+    mid_level_detach: bool = True,
 ) -> FGVCClassifier:
     """Build ``name`` (see ``BACKBONES``) with a fresh ``num_classes``-way CAM-ready head.
 
     ``pretrained`` takes torchvision's ImageNet weights (downloaded once into the torch
-    hub cache); ``weights_path`` loads a local state dict instead, for offline clusters.
+    hub cache); ``weights_path`` loads a local torchvision state dict instead, for
+    offline clusters. ``backbone_options`` go to the backbone's builder (e.g.
+    ``small_cnn``'s ``width``). ``mid_level`` adds the paper's mid-level branch.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"model.name={name!r} is not a known backbone; choose one of {sorted(BACKBONES)}")
-    if weights_path is not None and not Path(weights_path).is_file():
-        raise FileNotFoundError(
-            f"model.weights_path={weights_path} does not exist: point it at a saved state dict of the "
-            f"torchvision {name} model, or set model.weights_path=null"
-        )
-    backbone, feature_dim = build_backbone(name, pretrained=pretrained and weights_path is None)
-    if weights_path is not None:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        # The ImageNet classifier (fc.*) is replaced by our head; every backbone weight must load.
-        missing, _ = backbone.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
-        if missing:
-            raise ValueError(f"model.weights_path={weights_path} is not a {name} state dict: missing {missing[:5]}")
-    pretrained_backbone = pretrained or weights_path is not None
-    return FGVCClassifier(backbone, feature_dim, num_classes, pretrained_backbone=pretrained_backbone)
+    backbone = build_backbone(name, pretrained, weights_path, **(backbone_options or {}))
+    branch = (
+        MidLevelHead(backbone.mid_channels, mid_level_channels, num_classes, mid_level_detach) if mid_level else None
+    )
+    return FGVCClassifier(backbone, num_classes, pretrained or weights_path is not None, branch)

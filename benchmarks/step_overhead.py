@@ -1,0 +1,144 @@
+"""Training-step time with each mixer / without mixing, measured side by side in one run.
+
+    python benchmarks/step_overhead.py                      # CPU: ResNet-18, 224 px, batch 16, fp32
+    python benchmarks/step_overhead.py --device cuda        # GPU: ResNet-50, 448 px, batch 16, bf16, channels_last
+
+A step is what ``FGVCModule.training_step`` does plus backward and an SGD step:
+``module.mix`` (for SnapMix: the no-grad CAM forward, CAMs, boxes, paste, weights),
+the forward of the mixed batch, ``mixed_cross_entropy``, backward. ``authors`` is
+the SnapMix authors' ``snapmix()`` (train-mode CAM forward that updates BatchNorm,
+all-class CAMs, Python loops over the batch), reproduced here for comparison only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timing import interleaved_medians
+
+from fgvc_mix.mixing import MixedBatch, mixed_cross_entropy
+from fgvc_mix.module import FGVCModule
+
+MIXERS = {
+    "none": {"_target_": "fgvc_mix.mixing.NoMix"},
+    "snapmix": {"_target_": "fgvc_mix.mixing.SnapMix", "prob": 1.0, "beta": 5.0},
+    "cutmix": {"_target_": "fgvc_mix.mixing.CutMix", "prob": 1.0, "beta": 3.0},
+    "mixup": {"_target_": "fgvc_mix.mixing.Mixup", "prob": 1.0, "alpha": 1.0},
+}
+OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3, "momentum": 0.9}}
+
+
+def authors_snapmix(module: FGVCModule, images: torch.Tensor, targets: torch.Tensor, beta: float = 5.0):
+    """The authors' get_spm + snapmix (utils/mixmethod.py), batch mode, with their loops and K-class maps."""
+    model = module.model
+    with torch.no_grad():
+        fms = F.relu(model.forward_features(images))  # train mode: BatchNorm running stats updated again
+        weight = model.head.weight.view(*model.head.weight.shape, 1, 1)
+        out = F.conv2d(fms, weight, bias=model.head.bias)
+        outmaps = torch.stack([out[i, targets[i]] for i in range(images.shape[0])])
+        outmaps = F.interpolate(outmaps[:, None], images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        for i in range(images.shape[0]):
+            outmaps[i] -= outmaps[i].min()
+            outmaps[i] /= outmaps[i].sum()
+    batch_size, _, height, width = images.shape
+    lam, lam1 = np.random.beta(beta, beta), np.random.beta(beta, beta)
+    rand_index = torch.randperm(batch_size, device=images.device)
+    maps_b, targets_b = outmaps[rand_index], targets[rand_index]
+
+    def rand_bbox(lam_value):
+        cut = np.sqrt(1.0 - lam_value)
+        cut_w, cut_h = int(width * cut), int(height * cut)
+        cx, cy = np.random.randint(width), np.random.randint(height)
+        return (
+            np.clip(cx - cut_w // 2, 0, width),
+            np.clip(cy - cut_h // 2, 0, height),
+            np.clip(cx + cut_w // 2, 0, width),
+            np.clip(cy + cut_h // 2, 0, height),
+        )
+
+    x1, y1, x2, y2 = rand_bbox(lam)
+    u1, v1, u2, v2 = rand_bbox(lam1)
+    lam_a = torch.ones(batch_size, device=images.device)
+    lam_b = torch.zeros(batch_size, device=images.device)
+    images = images.clone()
+    if (x2 - x1) * (y2 - y1) > 0 and (u2 - u1) * (v2 - v1) > 0:
+        patch = F.interpolate(
+            images[rand_index, :, v1:v2, u1:u2], size=(y2 - y1, x2 - x1), mode="bilinear", align_corners=True
+        )
+        images[:, :, y1:y2, x1:x2] = patch
+        lam_a = 1 - outmaps[:, y1:y2, x1:x2].sum((1, 2)) / (outmaps.sum((1, 2)) + 1e-8)
+        lam_b = maps_b[:, v1:v2, u1:u2].sum((1, 2)) / (maps_b.sum((1, 2)) + 1e-8)
+        same = targets == targets_b
+        tmp = lam_a.clone()
+        lam_a[same] += lam_b[same]
+        lam_b[same] += tmp[same]
+    return MixedBatch(images, targets, targets_b, lam_a, lam_b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model", default=None, help="default: resnet18 on cpu, resnet50 on cuda")
+    parser.add_argument("--size", type=int, default=None, help="default: 224 on cpu, 448 on cuda")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--classes", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    name = args.model or ("resnet50" if cuda else "resnet18")
+    size = args.size or (448 if cuda else 224)
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+    model_config = {"_target_": "fgvc_mix.models.build_classifier", "name": name, "pretrained": False}
+    modules = {
+        mixer: FGVCModule(model_config, config, OPTIM, num_classes=args.classes).to(device)
+        for mixer, config in MIXERS.items()
+    }
+    base = modules["none"]
+    for module in modules.values():
+        module.model.load_state_dict(base.model.state_dict())
+        module.train()
+        if cuda:
+            module.to(memory_format=torch.channels_last)
+    modules["authors"] = modules["snapmix"]
+    images = torch.randn(args.batch, 3, size, size, device=device)
+    if cuda:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(args.classes, (args.batch,), device=device)
+    optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for k, m in modules.items()}
+
+    def step(key: str):
+        module = modules[key]
+
+        def run():
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+            with autocast:
+                mixed = authors_snapmix(module, images, targets) if key == "authors" else module.mix(images, targets)
+                loss = mixed_cross_entropy(module(mixed.images), mixed)
+            optimizers[key].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[key].step()
+
+        return run
+
+    medians, peaks = interleaved_medians({k: step(k) for k in modules}, args.repeats, args.warmup, device)
+    precision = "bf16 autocast, channels_last" if cuda else "fp32"
+    print(
+        f"{name}, {size} px, batch {args.batch}, {args.classes} classes, {device.type} ({precision}), "
+        f"{args.repeats} interleaved repeats, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
+    print(f"{'mixer':<10} {'step / none':>12} {'peak MiB':>10}")
+    for key in modules:
+        peak = f"{peaks[key]:.0f}" if cuda else "n/a"
+        print(f"{key:<10} {medians[key] / medians['none']:>12.3f} {peak:>10}")
+
+
+if __name__ == "__main__":
+    main()
