@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,25 @@ from fgvc_mix.data.flowers102 import Flowers102
 from fgvc_mix.data.image_list import DatasetError
 from fgvc_mix.data.nabirds import NABirds
 from fgvc_mix.data.registry import DATASETS, build_dataset
+
+#: Per dataset: its download page and one line of the expected tree, both shown by layout errors.
+DOWNLOAD = {
+    "cub": ("https://www.vision.caltech.edu/datasets/cub_200_2011/", "train_test_split.txt     <image id> <1 = train"),
+    "cars": ("https://ai.stanford.edu/~jkrause/cars/car_dataset.html", "cars_test_annos_withlabels.mat"),
+    "aircraft": ("https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/", "images_{variant,family,manufacturer}_"),
+    "flowers102": ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/", "setid.mat         trnid, valid, tstid"),
+    "dogs": ("http://vision.stanford.edu/aditya86/ImageNetDogs/", "lists/train_list.mat   file_list"),
+    "nabirds": ("https://dl.allaboutbirds.org/nabirds", "hierarchy.txt            <child class id>"),
+}
+
+
+def assert_shows_layout(error: pytest.ExceptionInfo[DatasetError], name: str) -> None:
+    """The message ends with the expected tree and the download page."""
+    url, tree_line = DOWNLOAD[name]
+    message = str(error.value)
+    assert "Expected layout" in message and tree_line in message
+    assert f"Download: {url}" in message
+
 
 # --------------------------------------------------------------------------- writers
 
@@ -100,8 +120,9 @@ def test_cub_errors(cub_root: Path) -> None:
         CUB200(cub_root, "dev")
     with pytest.raises(DatasetError, match=r"nowhere does not exist.*dataset\.root="):
         CUB200(cub_root / "nowhere", "train")
-    with pytest.raises(DatasetError, match=r"cannot find images\.txt.*dataset\.root="):
+    with pytest.raises(DatasetError, match=r"cannot find images\.txt.*dataset\.root=") as info:
         CUB200(base / "images", "train")
+    assert_shows_layout(info, "cub")
 
     labels = (base / "image_class_labels.txt").read_text().splitlines()
     labels[4] = "5 201"
@@ -114,8 +135,9 @@ def test_cub_errors(cub_root: Path) -> None:
         CUB200(cub_root, "test")
 
     (base / "train_test_split.txt").unlink()
-    with pytest.raises(DatasetError, match=r"train_test_split\.txt is missing"):
+    with pytest.raises(DatasetError, match=r"train_test_split\.txt is missing") as info:
         CUB200(cub_root, "train")
+    assert_shows_layout(info, "cub")
 
 
 def test_cub_missing_image_raises_when_loaded(cub_root: Path) -> None:
@@ -242,6 +264,8 @@ def test_cars_errors(tmp_path: Path) -> None:
     assert "[missing] cars_test_annos_withlabels.mat" in message
     assert "[found]   cars_test/" in message and "[missing] car_ims/" in message
     assert "cars_test_annos.mat has no labels" in message and "dataset.root=" in message
+    assert_shows_layout(info, "cars")
+    assert "Kaggle" in message  # the official links are dead: name the mirrors
 
     records = car_records(3)
     records[1]["class"] = 197
@@ -296,14 +320,23 @@ def test_aircraft_names_splits_levels_and_banner(tmp_path: Path) -> None:
     assert FGVCAircraft(tmp_path, "train", crop_banner=False, transform=lambda im: im.size)[0][0] == (12, 30)
 
 
+def test_aircraft_banner_scales_with_reduced_decode(tmp_path: Path) -> None:
+    data = write_aircraft(tmp_path)
+    image(data / "images" / "0034309.jpg", size=(160, 240))
+    assert FGVCAircraft(tmp_path, "test")[0][0].size == (160, 220)
+    # draft_size=40 decodes at 1/4 scale (40 x 60): the 20-px banner becomes 5 px.
+    assert FGVCAircraft(tmp_path, "test", draft_size=40)[0][0].size == (40, 55)
+
+
 def test_aircraft_errors(tmp_path: Path) -> None:
     data = write_aircraft(tmp_path)
     with pytest.raises(DatasetError, match=r"split 'val' needs dataset\.use_val=true"):
         FGVCAircraft(tmp_path, "val")
     with pytest.raises(DatasetError, match=r"unknown dataset\.level='model'"):
         FGVCAircraft(tmp_path, "train", level="model")
-    with pytest.raises(DatasetError, match=r"families\.txt is missing"):
+    with pytest.raises(DatasetError, match=r"families\.txt is missing") as info:
         FGVCAircraft(tmp_path, "train", level="family")
+    assert_shows_layout(info, "aircraft")
     lines(data / "images_variant_test.txt", ["0034309 A300B4", "1025794 747-400"])
     with pytest.raises(DatasetError, match=r"images_variant_test\.txt line 2: class '747-400' is not listed"):
         FGVCAircraft(tmp_path, "test")
@@ -343,6 +376,10 @@ def test_flowers_label_out_of_range(tmp_path: Path) -> None:
     write_flowers(tmp_path, [1, 2])
     with pytest.raises(DatasetError, match=r"setid\.mat valid entry 1: image number 3 is out of range 1\.\.2"):
         Flowers102(tmp_path, "train")
+    (tmp_path / "setid.mat").unlink()
+    with pytest.raises(DatasetError, match=r"setid\.mat is missing") as info:
+        Flowers102(tmp_path, "train")
+    assert_shows_layout(info, "flowers102")
 
 
 # --------------------------------------------------------------------------- Stanford Dogs
@@ -371,8 +408,9 @@ def test_dogs(tmp_path: Path, lists_dir: str) -> None:
 
 def test_dogs_errors(tmp_path: Path) -> None:
     (tmp_path / "Images").mkdir()
-    with pytest.raises(DatasetError, match=r"lists/train_list\.mat is missing"):
+    with pytest.raises(DatasetError, match=r"lists/train_list\.mat is missing") as info:
         StanfordDogs(tmp_path, "train")
+    assert_shows_layout(info, "dogs")
     write_dogs_list(tmp_path / "lists" / "train_list.mat", ["n1-A/a.jpg", "n1-A/b.jpg"], [1, 0])
     with pytest.raises(DatasetError, match=r"train_list\.mat entry 2: class id 0 is out of range"):
         StanfordDogs(tmp_path, "train")
@@ -391,3 +429,13 @@ def test_registry(cub_root: Path) -> None:
         build_dataset("cub200", cub_root, "train")
     with pytest.raises(DatasetError, match=r"unknown option\(s\) dataset\.level; accepted: dataset\.skip_bad_images"):
         build_dataset("cub", cub_root, "train", level="variant")
+    for name, cls in DATASETS.items():  # every dataset takes the shared draft_size option
+        assert "draft_size" in inspect.signature(cls.__init__).parameters, name
+    assert build_dataset("cub", cub_root, "test", draft_size=256).draft_size == 256
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_missing_root_shows_layout_and_download_page(tmp_path: Path, name: str) -> None:
+    with pytest.raises(DatasetError, match=r"nowhere does not exist") as info:
+        build_dataset(name, tmp_path / "nowhere", "train")
+    assert_shows_layout(info, name)

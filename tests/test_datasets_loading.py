@@ -96,6 +96,20 @@ def test_bad_image_is_one_clear_error(tmp_path: Path, problem: str) -> None:
     assert isinstance(info.value, BadImageError) and info.value.path == path
 
 
+def test_draft_size_decodes_large_jpeg_at_reduced_size(tmp_path: Path) -> None:
+    path = tmp_path / "large.jpg"
+    Image.new("RGB", (512, 384), (90, 140, 60)).save(path)
+    assert load_rgb_image(path).size == (512, 384)  # off by default
+    # The largest scale keeping both sides >= 64 is 1/4 (128 x 96): 1/8 would give 48 rows.
+    assert ImageListDataset([(path, 0)], ["a"], draft_size=64)[0][0].size == (128, 96)
+    assert ImageListDataset([(path, 0)], ["a"])[0][0].size == (512, 384)
+    png = tmp_path / "large.png"
+    Image.new("RGB", (512, 384)).save(png)
+    assert load_rgb_image(png, draft_size=64).size == (512, 384)  # not a JPEG: decoded as is
+    with pytest.raises(DatasetError, match=r"draft_size must be a positive integer"):
+        ImageListDataset([(path, 0)], ["a"], draft_size=0)
+
+
 def test_dataset_getitem_transform_targets(tmp_path: Path) -> None:
     paths = [write_jpeg(tmp_path / f"{i}.jpg", seed=i, size=8) for i in range(3)]
     dataset = ImageListDataset(

@@ -113,8 +113,18 @@ class FGVCModule(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
 
-    def on_fit_start(self) -> None:
-        self.mixer.reseed(self.hparams.seed, self.global_rank)
+    def setup(self, stage: str) -> None:
+        # Here, not in on_fit_start: a resumed run restores the generator from its checkpoint
+        # after setup and before on_fit_start.
+        if stage == "fit":
+            self.mixer.reseed(self.hparams.seed, self.global_rank)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mixer_generator_state"] = self.mixer.generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "mixer_generator_state" in checkpoint:
+            self.mixer.generator.set_state(checkpoint["mixer_generator_state"])
 
     @torch.no_grad()
     def target_cams(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ directory.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -14,12 +15,15 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from fgvc_mix.config import build_from_config
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
+from fgvc_mix.sweep import write_job_result
 
 TEST_CHECKPOINTS = ("last", "best")
+PROBE_BYTES = 1 << 20  # a checkpoint-sized write would fail the same way on a full disk
 SUMMARY_METRICS = ("val/acc", "test/acc", "test/acc_top5", "test/acc_macro")
 
 
@@ -62,10 +66,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results[0] if results else {}
 
 
+def check_output_dir(output_dir: str | Path) -> None:
+    """Fail before training, not at the first checkpoint hours later, if outputs cannot be written."""
+    probe = Path(output_dir, ".write_probe")
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(bytes(PROBE_BYTES))
+    except OSError as error:
+        raise OSError(
+            f"cannot write to the output directory {output_dir} ({error.strerror}); free some space or choose "
+            "another one with hydra.run.dir=<dir> (hydra.sweep.dir=<dir> for -m)"
+        ) from error
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
     output_dir = HydraConfig.get().runtime.output_dir
+    check_output_dir(output_dir)
+    try:
+        metrics = train(cfg)
+    except Exception as error:
+        if rank_zero_only.rank == 0:
+            write_job_result(output_dir, None, error)
+        raise
+    if rank_zero_only.rank != 0:  # DDP ranks > 0 re-run this script; rank 0 reports
+        return metrics.get("test/acc")
+    write_job_result(output_dir, metrics)
     print(f"\nTest metrics ({cfg.test_ckpt} weights):")
     for name, value in sorted(metrics.items()):
         print(f"  {name:<18} {value:.4f}")

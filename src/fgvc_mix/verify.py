@@ -118,7 +118,7 @@ def print_report(report: VerifyReport, console: Console) -> None:
     console.print(table)
 
     for split, path, reason in report.problems:
-        console.print(f"{split}: {path}: {reason}", markup=False, highlight=False)
+        console.print(f"{split}: {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
     totals = ", ".join(f"{split} {rep.total:,}" for split, rep in report.splits.items())
     listed = sum(rep.total for rep in report.splits.values())
     verdict = f"{len(report.problems):,} missing or unreadable (listed above)" if report.problems else "all readable"
@@ -126,24 +126,25 @@ def print_report(report: VerifyReport, console: Console) -> None:
         f"{report.name} at {report.root}: {listed:,} images ({totals}), {len(classes)} classes: {verdict}",
         markup=False,
         highlight=False,
+        soft_wrap=True,  # paths stay whole, for copying
     )
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="verify")
 def main(cfg: DictConfig) -> None:
-    console = Console()
+    console, errors = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     name = cfg.dataset.name
     if name == "synthetic":
         console.print("synthetic: generated in memory, nothing on disk to verify.")
         raise SystemExit(EXIT_OK)
     if OmegaConf.is_missing(cfg.dataset, "root") or cfg.dataset.root is None:
-        Console(stderr=True).print(f"dataset={name} needs dataset.root=<folder holding the {name} files>.")
+        errors.print(f"dataset={name} needs dataset.root=<folder holding the {name} files>.")
         raise SystemExit(EXIT_BAD_DATASET)
     options = OmegaConf.to_container(cfg.dataset.get("options") or {}, resolve=True)
     try:
         report = verify_dataset(name, cfg.dataset.root, options, cfg.threads, console)
     except DatasetError as err:
-        Console(stderr=True).print(str(err), markup=False, highlight=False)
+        errors.print(str(err), markup=False, highlight=False)
         raise SystemExit(EXIT_BAD_DATASET) from None
     print_report(report, console)
     raise SystemExit(report.exit_code)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from fgvc_mix.data.image_list import DatasetError
@@ -98,10 +99,15 @@ class FGVCDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         hp = self.hparams
+        dataset = self.datasets[split]
+        # Under DDP, Lightning's sampler pads the evaluation splits with repeated samples so that
+        # ranks get equal shares; an unrepeated sampler makes every test image count exactly once.
+        distributed_eval = not train and torch.distributed.is_available() and torch.distributed.is_initialized()
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
             shuffle=train,
+            sampler=UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed_eval else None,
             drop_last=train,  # a 1-image last batch would break BatchNorm in training
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,

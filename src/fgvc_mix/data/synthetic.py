@@ -7,14 +7,15 @@ toolkit trains and evaluates on a laptop CPU in minutes, with no download and no
 and so that the discriminative pixels are known exactly (ground truth for measuring how
 well mixing methods such as SnapMix assign labels to mixed images).
 
-Every image shows one large "bird body" (an ellipse of random colour, size, orientation
-and position) on a cluttered, textured random background. The class is defined only by
+Every image shows one large "bird body" (an ellipse of random colour, size and position,
+facing left or right with a random tilt of up to 30 degrees) on a cluttered, textured
+random background. The class is defined only by
 two small parts drawn on the body:
 
 * a *head mark* near one end of the body, whose **shape** is one of ``SHAPES``;
 * a *wing patch* in the middle of the body, whose **texture** is one of ``TEXTURES``.
 
-Class ``k`` is a (shape, texture) pair; the two parts together cover about 4% of the
+Class ``k`` is a (shape, texture) pair; the two parts together cover about 5% of the
 image. Part colours are random per image, so colour statistics carry no class
 information, and part-like distractors (shapes and textured patches of the same
 families, in random colours) are scattered over the background, off the body, so a

@@ -1,0 +1,108 @@
+"""Images per second per data-loading worker: our dataset classes vs torchvision's ImageFolder.
+
+    python benchmarks/data_throughput.py [--images 48] [--repeats 5] [--threads 1] [--sizes 500x375,1200x800]
+
+The paper's train pipeline (``train_transform(448, 512)``: Resize 512x512, RandomCrop 448,
+flip, normalise) runs in this process on one thread, as in one DataLoader worker, over the
+same generated photo-like JPEGs laid out as an official CUB-200-2011 tree: through
+``CUB200`` (full decode, robust RGB), through ``ImageFolder`` on its ``images/`` folder, and
+through ``CUB200`` with ``draft_size=512`` (reduced-size JPEG decode). Candidates run
+interleaved; the ratios are the result, the absolute rates depend on the machine.
+
+``draft`` only pays off when both sides are at least twice ``draft_size`` (PIL keeps every
+side >= the requested size, and Resize(512x512) needs 512 rows), so at 1200x800 it decodes
+at full scale and the ratio is ~1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from timing import interleaved_medians
+from torchvision.datasets import ImageFolder
+
+from fgvc_mix.data.cub import CUB200
+from fgvc_mix.data.transforms import train_transform
+
+CLASSES = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani")
+
+
+def photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Smooth colour fields plus sensor-like noise: JPEG sizes and decode cost close to real photos."""
+    coarse = rng.integers(0, 256, (height // 24 + 2, width // 24 + 2, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    noisy = smooth + rng.normal(0.0, 6.0, smooth.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def write_cub_tree(base: Path, count: int, size: tuple[int, int], seed: int) -> None:
+    """An official-format CUB_200_2011 tree of ``count`` JPEGs (all train), sizes within 10% of ``size``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in range(1, count + 1):
+        class_id = (n - 1) % len(CLASSES) + 1
+        rel = f"{CLASSES[class_id - 1]}/img_{n:04d}.jpg"
+        width, height = (int(s * rng.uniform(0.9, 1.1)) for s in size)
+        (base / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        photo(rng, width, height).save(base / "images" / rel, quality=90)
+        rows.append((n, rel, class_id))
+    (base / "images.txt").write_text("".join(f"{n} {rel}\n" for n, rel, _ in rows))
+    (base / "image_class_labels.txt").write_text("".join(f"{n} {c}\n" for n, _, c in rows))
+    (base / "train_test_split.txt").write_text("".join(f"{n} 1\n" for n, _, _ in rows))
+    (base / "classes.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(CLASSES, 1)))
+
+
+def read_all(dataset: torch.utils.data.Dataset) -> None:
+    for index in range(len(dataset)):
+        dataset[index]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=48, help="images per size group")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one DataLoader worker)")
+    parser.add_argument("--sizes", default="500x375,1200x800", help="WxH per group (CUB-like, Cars-like)")
+    parser.add_argument("--draft-size", type=int, default=512)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    transform = train_transform(448, 512)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates = {}
+        for group, size in enumerate(sizes):
+            base = Path(tmp) / f"{size[0]}x{size[1]}" / "CUB_200_2011"
+            write_cub_tree(base, args.images, size, seed=group)
+            ours = CUB200(base, "train", transform=transform)
+            folder = ImageFolder(str(base / "images"), transform=transform)
+            draft = CUB200(base, "train", transform=transform, draft_size=args.draft_size)
+            assert len(ours) == len(folder) == args.images
+            for name, dataset in (("ours", ours), ("ImageFolder", folder), ("draft", draft)):
+                candidates[f"{size}:{name}"] = lambda dataset=dataset: read_all(dataset)
+        medians, _ = interleaved_medians(candidates, args.repeats, args.warmup, torch.device("cpu"))
+
+    print(
+        f"Train pipeline Resize(512x512) -> RandomCrop(448) -> flip -> normalise, {args.images} JPEGs per size, "
+        f"{args.repeats} interleaved repeats, {torch.get_num_threads()} thread(s), one process"
+    )
+    draft = f"draft{args.draft_size}/ours"
+    print(f"{'size (~WxH)':<12} {'ours/ImageFolder':>17} {draft:>15}   images/s: ours, ImageFolder, draft")
+    for size in sizes:
+        rate = {name: args.images / medians[f"{size}:{name}"] for name in ("ours", "ImageFolder", "draft")}
+        label = f"{size[0]}x{size[1]}"
+        print(
+            f"{label:<12} {rate['ours'] / rate['ImageFolder']:>17.2f} {rate['draft'] / rate['ours']:>15.2f}"
+            f"   {rate['ours']:.1f}, {rate['ImageFolder']:.1f}, {rate['draft']:.1f}"
+        )
+    print("Ratios are throughput ratios (> 1: the first is faster).")
+
+
+if __name__ == "__main__":
+    main()
