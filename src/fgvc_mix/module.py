@@ -8,9 +8,11 @@ alone rebuilds the whole module: ``FGVCModule.load_from_checkpoint(path)``.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +28,23 @@ from fgvc_mix.models import FGVCClassifier
 def _plain(config: Any) -> Any:
     """Hydra configs become plain containers, so checkpoints hold no OmegaConf objects."""
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+def random_states() -> dict[str, Any]:
+    """The global CPU RNG states (torch, numpy, random) as plain types that ``weights_only`` loading accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    random.setstate(states["python"])
 
 
 @contextlib.contextmanager
@@ -120,11 +139,19 @@ class FGVCModule(pl.LightningModule):
             self.mixer.reseed(self.hparams.seed, self.global_rank)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The mixer's generator and the global RNGs (shuffling, augmentation), so that a resumed
+        # run draws what the uninterrupted run would have drawn.
         checkpoint["mixer_generator_state"] = self.mixer.generator.get_state()
+        checkpoint["rng_states"] = random_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "mixer_generator_state" in checkpoint:
+        # Rank 0 wrote the checkpoint with its own generator; other ranks draw a fresh, distinct stream.
+        if self.global_rank == 0 and "mixer_generator_state" in checkpoint:
             self.mixer.generator.set_state(checkpoint["mixer_generator_state"])
+        else:
+            self.mixer.reseed(self.hparams.seed, self.global_rank, checkpoint.get("global_step", 0))
+        if self.global_rank == 0 and "rng_states" in checkpoint and self._trainer is not None:
+            set_random_states(checkpoint["rng_states"])
 
     @torch.no_grad()
     def target_cams(self, images: Tensor, targets: Tensor) -> Tensor:

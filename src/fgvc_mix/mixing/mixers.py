@@ -54,9 +54,9 @@ class Mixer:
         self.generator = torch.Generator()
         self.generator.manual_seed(0 if seed is None else seed)
 
-    def reseed(self, seed: int, rank: int = 0) -> None:
-        """Seed the generator from (seed, rank) so that ranks draw different boxes."""
-        self.generator.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
+    def reseed(self, seed: int, rank: int = 0, step: int = 0) -> None:
+        """Seed the generator from (seed, rank, step) so that ranks (and resumed ranks) draw different boxes."""
+        self.generator.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
 
     def __call__(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None = None) -> MixedBatch:
         if self.prob < 1.0 and torch.rand((), generator=self.generator).item() >= self.prob:

@@ -107,6 +107,7 @@ def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, cla
 def _torchvision_model(
     name: str, pretrained: bool, weights_path: str | None, classifier_prefix: str, **kwargs
 ) -> nn.Module:
+    """torchvision's ``name``; ``kwargs`` go to its constructor (e.g. DenseNet's ``memory_efficient``)."""
     model = getattr(torchvision.models, name)(weights="DEFAULT" if pretrained and not weights_path else None, **kwargs)
     if weights_path:
         load_torchvision_weights(model, weights_path, name, classifier_prefix)
@@ -114,8 +115,8 @@ def _torchvision_model(
 
 
 def resnet(name: str) -> Callable[..., Backbone]:
-    def build(pretrained: bool = False, weights_path: str | None = None) -> Backbone:
-        net = _torchvision_model(name, pretrained, weights_path, "fc.")
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights_path, "fc.", **options)
         body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
         return Backbone(body, net.layer4, net.layer4[0].conv1.in_channels, net.fc.in_features)
 
@@ -123,8 +124,8 @@ def resnet(name: str) -> Callable[..., Backbone]:
 
 
 def densenet(name: str) -> Callable[..., Backbone]:
-    def build(pretrained: bool = False, weights_path: str | None = None) -> Backbone:
-        features = _torchvision_model(name, pretrained, weights_path, "classifier.").features
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        features = _torchvision_model(name, pretrained, weights_path, "classifier.", **options).features
         body = features[:10]  # conv0 .. transition3
         # torchvision applies the final ReLU functionally in DenseNet.forward; the CAMs need it in the map.
         last = nn.Sequential(features.denseblock4, features.norm5, nn.ReLU(inplace=True))
@@ -170,9 +171,9 @@ class InceptionAuxFeatures(nn.Module):
 
 def inception_v3(pretrained: bool = False, weights_path: str | None = None, aux_logits: bool = True) -> Backbone:
     """Inception-v3 split after Mixed_6e; ``aux_logits`` keeps its auxiliary classifier (0.4x loss, as the authors)."""
-    # The ImageNet weights come with the auxiliary branch; without them, use Google's initialisation.
-    options = {} if pretrained and not weights_path else {"init_weights": True}
-    net = _torchvision_model("inception_v3", pretrained, weights_path, "fc.", aux_logits=True, **options)
+    # The ImageNet weights come with the auxiliary branch; from scratch, Google's initialisation.
+    init = {} if pretrained and not weights_path else {"init_weights": not weights_path}
+    net = _torchvision_model("inception_v3", pretrained, weights_path, "fc.", aux_logits=True, **init)
     stem = [InceptionInput()] if pretrained or weights_path else []
     names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3"]
     names += [
@@ -195,8 +196,8 @@ def inception_v3(pretrained: bool = False, weights_path: str | None = None, aux_
 def efficientnet(name: str) -> Callable[..., Backbone]:
     """Split before the stride-32 stages (as layer4 of a ResNet): stages 6, 7 and the final 1x1 conv are last."""
 
-    def build(pretrained: bool = False, weights_path: str | None = None) -> Backbone:
-        net = _torchvision_model(name, pretrained, weights_path, "classifier.")
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights_path, "classifier.", **options)
         body, last = net.features[:6], net.features[6:]
         return Backbone(body, last, net.features[5][-1].out_channels, net.classifier[1].in_features)
 
@@ -211,8 +212,8 @@ def convnext(name: str) -> Callable[..., Backbone]:
     weights) is dropped: our head is average pool + Linear on the raw last stage.
     """
 
-    def build(pretrained: bool = False, weights_path: str | None = None) -> Backbone:
-        net = _torchvision_model(name, pretrained, weights_path, "classifier.")
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights_path, "classifier.", **options)
         body, last = net.features[:6], net.features[6:]
         return Backbone(body, last, net.features[6][0].normalized_shape[0], net.classifier[2].in_features)
 

@@ -1,0 +1,158 @@
+"""The label-noise meter: ground-truth shares, the two labelling rules, the callback and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import Subset
+from torchvision.transforms import v2
+
+from fgvc_mix.data.synthetic import SyntheticFGVC
+from fgvc_mix.label_noise import (
+    LabelNoiseMeter,
+    area_weights,
+    checkpoint_label_noise,
+    draw_pairs,
+    label_noise,
+    masked_samples,
+    part_mask_source,
+    semantic_shares,
+)
+from fgvc_mix.mixing import cutmix, snapmix
+from fgvc_mix.train import build
+
+
+def box(x1: int, y1: int, x2: int, y2: int) -> list[int]:
+    return [x1, y1, x2, y2]
+
+
+def test_shares_on_hand_built_masks():
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[0, 1:3, 1:3] = True  # 4 pixels, all inside image 0's box_a
+    masks[1, 5:7, 5:7] = True  # 4 pixels, all inside the box_b taken from image 1
+    masks[2, 0, 0:4] = True  # 4 pixels, half of them inside image 2's box_a
+    partner = torch.tensor([1, 2, 0])
+    box_a = torch.tensor([box(0, 0, 4, 4), box(0, 0, 0, 0), box(0, 0, 2, 8)])
+    box_b = torch.tensor([box(4, 4, 8, 8), box(0, 0, 8, 8), box(0, 0, 1, 1)])
+    share_a, share_b = semantic_shares(masks, partner, box_a, box_b)
+    torch.testing.assert_close(share_a, torch.tensor([0.0, 1.0, 0.5]))  # image 1 is unmixed: all survives
+    torch.testing.assert_close(share_b, torch.tensor([1.0, 1.0, 0.0]))  # image 0's parts miss box_b of image 2
+
+
+def test_empty_part_mask_is_a_clear_error():
+    masks = torch.zeros(2, 4, 4)
+    masks[0, 0, 0] = 1
+    boxes = torch.tensor([box(0, 0, 2, 2)] * 2)
+    with pytest.raises(ValueError, match=r"images \[1\] are empty"):
+        semantic_shares(masks, torch.tensor([1, 0]), boxes, boxes)
+
+
+def test_area_weights_are_cutmix_weights_for_equal_boxes():
+    images, targets = torch.rand(6, 3, 16, 16), torch.arange(6)
+    mixed = cutmix(images, targets, per_sample=True, generator=torch.Generator().manual_seed(3))
+    lam_a, lam_b = area_weights(mixed.box_a, mixed.box_b, 16, 16)
+    torch.testing.assert_close(lam_a, mixed.lam_a, rtol=0, atol=1e-7)
+    torch.testing.assert_close(lam_b, mixed.lam_b, rtol=0, atol=1e-7)
+
+
+def test_draw_pairs_draws_what_snapmix_draws():
+    images, targets = torch.rand(8, 3, 24, 24), torch.arange(8)
+    cams = torch.full((8, 24, 24), 1 / 24**2)
+    mixed = snapmix(images, targets, cams, per_sample=True, generator=torch.Generator().manual_seed(5))
+    partner, box_a, box_b = draw_pairs(8, 24, 24, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(partner, mixed.partner) and torch.equal(box_a, mixed.box_a) and torch.equal(box_b, mixed.box_b)
+
+
+def random_case(batch: int = 64, size: int = 32, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    corner = torch.randint(size - 4, (batch, 2), generator=generator)
+    rows, cols = torch.arange(size), torch.arange(size)
+    in_rows = (rows >= corner[:, :1]) & (rows < corner[:, :1] + 4)
+    in_cols = (cols >= corner[:, 1:]) & (cols < corner[:, 1:] + 4)
+    masks = in_rows[:, :, None] & in_cols[:, None, :]  # a 4 x 4 "part" per image, as small as real parts
+    targets = torch.randint(8, (batch,), generator=generator)
+    partner, box_a, box_b = draw_pairs(batch, size, size, generator=generator)
+    return masks, targets, partner, box_a, box_b
+
+
+def test_uniform_cams_give_cutmix_weights_so_equal_errors():
+    masks, targets, partner, box_a, box_b = random_case()
+    uniform = torch.full(masks.shape, 1.0 / masks[0].numel())
+    report = label_noise(uniform, masks, targets, partner, box_a, box_b)
+    assert report.snapmix.mae == pytest.approx(report.cutmix.mae, abs=1e-6)
+    assert report.mae_ratio == pytest.approx(1.0, abs=1e-5)
+    assert report.num_pairs + report.num_same_label == len(targets) and report.num_same_label > 0
+
+
+def test_cams_equal_to_the_masks_make_snapmix_exact():
+    masks, targets, partner, box_a, box_b = random_case()
+    oracle = masks.float() / masks.float().sum(dim=(1, 2), keepdim=True)
+    report = label_noise(oracle, masks, targets, partner, box_a, box_b)
+    assert report.snapmix.mae == pytest.approx(0.0, abs=1e-6)
+    assert report.snapmix.correlation == pytest.approx(1.0, abs=1e-6)
+    assert report.cutmix.mae > 0.2 and report.mae_ratio < 1e-4
+    assert "SnapMix MAE / CutMix MAE" in report.table()
+
+
+def test_masked_samples_follow_subsets_and_move_masks_with_the_transform():
+    flip = v2.Compose([v2.ToImage(), v2.RandomHorizontalFlip(p=1.0), v2.ToDtype(torch.float32, scale=True)])
+    dataset = SyntheticFGVC("train", num_samples=12, transform=flip)
+    subset = Subset(Subset(dataset, [9, 3, 7, 1]), [2, 0])  # covers images 7 and 9
+    assert part_mask_source(subset)[1] == [7, 9]
+    images, targets, masks = masked_samples(subset, 2, seed=0)
+    flipped = {i: [t.flip(-1) for t in dataset.sample_with_mask(i)[::2]] for i in (7, 9)}  # image, part mask
+    sources = [next(i for i, (im, ma) in flipped.items() if torch.equal(images[k], im)) for k in range(2)]
+    assert sorted(sources) == [7, 9]
+    for k, i in enumerate(sources):
+        assert torch.equal(masks[k], flipped[i][1]) and int(targets[k]) == dataset.targets[i]
+    assert torch.equal(masked_samples(subset, 2, seed=0)[0], images)  # fixed by the seed
+    with pytest.raises(ValueError, match="num_pairs=5"):
+        masked_samples(subset, 5)
+    with pytest.raises(ValueError, match="no part masks"):
+        masked_samples(torch.utils.data.TensorDataset(torch.zeros(4, 3, 8, 8)), 2)
+
+
+def test_meter_logs_during_training_and_cli_scores_the_checkpoint(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "optim.epochs=1",
+        "trainer.accelerator=cpu",
+        "logger=csv",
+        "~callbacks.progress_bar",
+        "+callbacks.label_noise._target_=fgvc_mix.label_noise.LabelNoiseMeter",
+        "+callbacks.label_noise.num_pairs=32",
+    )
+    module, datamodule, trainer = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    logged = trainer.logged_metrics
+    for name in ("train/label_mae_snapmix", "train/label_mae_cutmix", "train/label_mae_ratio"):
+        assert name in logged and 0.0 <= float(logged[name]) < 2.0, name
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    report = checkpoint_label_noise(last, num_pairs=32, seed=1)
+    assert report.num_pairs + report.num_same_label == 32 and 0.0 < report.cutmix.mae < 1.0
+
+    command = [sys.executable, "-m", "fgvc_mix.label_noise", f"ckpt_path={last}", "num_pairs=16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    run = subprocess.run([*command, f"hydra.run.dir={tmp_path}/cli"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "SnapMix MAE / CutMix MAE" in run.stdout and "snapmix" in run.stdout
+
+    checkpoint = torch.load(last, weights_only=False)
+    checkpoint["datamodule_hyper_parameters"].update(name="cub", root="/nowhere")
+    torch.save(checkpoint, tmp_path / "cub.ckpt")
+    with pytest.raises(ValueError, match="dataset=cub"):
+        checkpoint_label_noise(tmp_path / "cub.ckpt")
+
+
+def test_meter_does_nothing_without_part_masks():
+    class Trainer:
+        current_epoch, is_global_zero = 0, True
+        datamodule = type("DataModule", (), {"datasets": {"train": torch.utils.data.TensorDataset(torch.zeros(4))}})
+
+    LabelNoiseMeter().on_train_epoch_end(Trainer(), pl_module=None)  # a real dataset: no masks, no error
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        LabelNoiseMeter(every_n_epochs=0)
