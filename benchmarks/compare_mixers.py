@@ -1,6 +1,6 @@
 """Side-by-side comparison of the mixers on the synthetic fine-grained data, on CPU, with several seeds.
 
-    python benchmarks/compare_mixers.py [--epochs 12] [--seeds 3] [--train-size 1600] [key=value ...]
+    python benchmarks/compare_mixers.py [--epochs 3] [--seeds 3] [--train-size 1600] [key=value ...]
 
 Trains none / mixup / cutmix / snapmix (each with the settings of the SnapMix paper's
 comparison in ``conf/mix/``) for every seed through ``fgvc_mix.train.train``, with the
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mixers", nargs="+", default=list(MIXERS), choices=MIXERS)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per mixer")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=1600, help="synthetic training images")
     parser.add_argument("--label-pairs", type=int, default=512, help="test images scored by the label-noise meter")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the CPU is often shared)")

@@ -12,6 +12,7 @@ from torch.utils.data import Subset
 from torchvision.transforms import v2
 
 from fgvc_mix.data.synthetic import SyntheticFGVC
+from fgvc_mix.data.transforms import eval_transform
 from fgvc_mix.label_noise import (
     LabelNoiseMeter,
     area_weights,
@@ -19,10 +20,13 @@ from fgvc_mix.label_noise import (
     draw_pairs,
     label_noise,
     masked_samples,
+    measure,
     part_mask_source,
     semantic_shares,
 )
 from fgvc_mix.mixing import cutmix, snapmix
+from fgvc_mix.mixing.mixers import CAM_BN_MODES as CAM_BN
+from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build
 
 
@@ -156,3 +160,17 @@ def test_meter_does_nothing_without_part_masks():
     LabelNoiseMeter().on_train_epoch_end(Trainer(), pl_module=None)  # a real dataset: no masks, no error
     with pytest.raises(ValueError, match="every_n_epochs"):
         LabelNoiseMeter(every_n_epochs=0)
+
+
+def test_measure_uses_eval_mode_so_cam_bn_and_chunking_do_not_matter():
+    model = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "backbone_options": {"width": 8}}
+    optim = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
+    modules = [FGVCModule(model, {"_target_": "fgvc_mix.mixing.SnapMix", "cam_bn": bn}, optim, 16) for bn in CAM_BN]
+    for layer in modules[0].modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.uniform_(-0.5, 0.5)  # running statistics unlike any batch's
+    modules[1].load_state_dict(modules[0].state_dict())
+    images, targets, masks = masked_samples(SyntheticFGVC("test", 24, transform=eval_transform(64, 64)), 24)
+    whole = measure(modules[0], images, masks, targets, chunk_size=24)
+    assert measure(modules[1], images, masks, targets, chunk_size=5) == whole
+    assert all(module.training for module in modules)  # eval mode only while measuring

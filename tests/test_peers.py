@@ -2,8 +2,8 @@
 
 Each peer is run as it is (its own random draws); a spy records the lambda and box
 it drew, and our function is run with exactly those draws (its box / lambda / partner
-helpers replaced by the recorded values). Images must then agree to 1e-6 (CutMix's to
-5e-6, see ``CUTMIX_IMAGE_ATOL``) and our two weighted labels, written as a soft target
+helpers replaced by the recorded values). Images must then agree (CutMix's exactly,
+Mixup's to 1e-6) and our two weighted labels, written as a soft target
 ``lam_a * onehot(a) + lam_b * onehot(b)``, must equal the peer's target. Where the
 semantics differ (timm's label smoothing, flip pairing and box rule; torchvision's roll
 pairing) see docs/peers.md.
@@ -30,9 +30,6 @@ mixup_module = importlib.import_module("fgvc_mix.mixing.mixup")
 BATCH, CLASSES, HEIGHT, WIDTH = 8, 5, 24, 32
 FLIP = torch.arange(BATCH - 1, -1, -1)  # timm: image i is mixed with image B - 1 - i
 ROLL = (torch.arange(BATCH) - 1) % BATCH  # torchvision: image i is mixed with image i - 1
-# Our cutmix pastes through ``paste``'s bilinear grid_sample even though its two boxes are equal;
-# the normalised grid's float32 rounding puts up to ~2e-6 on [0, 1] images where the peers copy.
-CUTMIX_IMAGE_ATOL = 5e-6
 
 
 @pytest.fixture
@@ -109,7 +106,7 @@ def test_cutmix_matches_timm(mode, batch, monkeypatch):
     boxes = torch.tensor(per_image([box for box, _ in calls], mode))
     force_our_draws(monkeypatch, cutmix_module, FLIP, boxes=boxes)
     ours = cutmix(images, targets, per_sample=mode != "batch")
-    torch.testing.assert_close(ours.images, timm_images, rtol=0, atol=CUTMIX_IMAGE_ATOL)
+    torch.testing.assert_close(ours.images, timm_images, rtol=0, atol=0)
     torch.testing.assert_close(soft_target(ours), timm_target, rtol=0, atol=1e-6)
     # timm's correct_lam=True (its default) is our clipped-area weight
     torch.testing.assert_close(ours.lam_a.double(), torch.tensor(per_image([lam for _, lam in calls], mode)))
@@ -170,7 +167,7 @@ def test_cutmix_matches_torchvision(batch, monkeypatch):
 
     force_our_draws(monkeypatch, cutmix_module, ROLL, boxes=torch.tensor([params["box"]] * BATCH))
     ours = cutmix(images, targets)
-    torch.testing.assert_close(ours.images, tv_images, rtol=0, atol=CUTMIX_IMAGE_ATOL)
+    torch.testing.assert_close(ours.images, tv_images, rtol=0, atol=0)
     torch.testing.assert_close(soft_target(ours), tv_target, rtol=0, atol=1e-6)
 
 

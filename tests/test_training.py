@@ -32,7 +32,7 @@ def test_every_config_group_option_composes(group, tmp_path):
         assert resolved[group] is not None
         if group == "mix":
             mixer = instantiate(cfg.mix)
-            assert mixer.name == option
+            assert option.startswith(mixer.name)
         if group == "model":
             model = instantiate(cfg.model, num_classes=7, pretrained=False)
             size = 80 if option == "inception_v3" else 64  # Inception-v3 needs >= 75 px

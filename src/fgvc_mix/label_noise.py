@@ -126,7 +126,7 @@ class LabelNoise:
 def _score(weights: tuple[Tensor, Tensor], shares: tuple[Tensor, Tensor], keep: Tensor) -> RuleScore:
     predicted = torch.cat([w[keep] for w in weights]).double()
     truth = torch.cat([s[keep] for s in shares]).double()
-    if predicted.numel() < 2:
+    if predicted.numel() == 0:
         return RuleScore(float("nan"), float("nan"))
     correlation = torch.corrcoef(torch.stack([predicted, truth]))[0, 1]
     return RuleScore(float((predicted - truth).abs().mean()), float(correlation))
@@ -138,7 +138,7 @@ def label_noise(
     """Score CutMix's and SnapMix's weights for the given pairs against the part-mask shares.
 
     ``cams`` are normalised target-class CAMs (B, H, W), ``masks`` the part masks
-    (B, H, W); a correlation is NaN where fewer than two pairs or constant weights.
+    (B, H, W); scores are NaN when no pair is left, a correlation also when weights are constant.
     """
     height, width = masks.shape[-2:]
     cams, masks, targets = cams.cpu(), masks.cpu(), targets.cpu()

@@ -8,6 +8,7 @@ alone rebuilds the whole module: ``FGVCModule.load_from_checkpoint(path)``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from fgvc_mix.config import build_from_config
 from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
+
+log = logging.getLogger(__name__)
+NONFINITE_LOSS_ACTIONS = ("stop", "skip")
 
 
 def _plain(config: Any) -> Any:
@@ -99,8 +103,11 @@ class FGVCModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         seed: int = 0,
         class_names: list[str] | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
+        if nonfinite_loss not in NONFINITE_LOSS_ACTIONS:
+            raise ValueError(f"nonfinite_loss must be one of {NONFINITE_LOSS_ACTIONS}, got {nonfinite_loss!r}")
         model, mix, optim = _plain(model), _plain(mix), _plain(optim)
         self.save_hyperparameters(
             {
@@ -111,11 +118,13 @@ class FGVCModule(pl.LightningModule):
                 "label_smoothing": label_smoothing,
                 "seed": seed,
                 "class_names": class_names,
+                "nonfinite_loss": nonfinite_loss,
             },
             logger=False,
         )
         self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
         self.mixer: Mixer = build_from_config(mix)
+        self.skipped_batches = 0
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
 
@@ -171,7 +180,7 @@ class FGVCModule(pl.LightningModule):
     def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
         return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         images, targets = batch
         mixed = self.mix(images, targets)
         outputs = self.model.forward_heads(mixed.images)
@@ -179,8 +188,24 @@ class FGVCModule(pl.LightningModule):
             self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
             for head, logits in outputs.items()
         )
+        if not torch.isfinite(loss):  # one host sync per step, the price of never training on NaN
+            return self._nonfinite(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
         return loss
+
+    def _nonfinite(self, loss: Tensor, batch_idx: int) -> None:
+        """Stop (default) before a NaN/Inf loss reaches the weights, or skip the batch if configured."""
+        where = (
+            f"train/loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (batch {batch_idx})"
+        )
+        if self.hparams.nonfinite_loss == "skip":
+            self.skipped_batches += 1
+            log.warning("%s: batch skipped (nonfinite_loss=skip), %d so far", where, self.skipped_batches)
+            return None
+        raise FloatingPointError(
+            f"{where}; training stopped before updating the weights, the last checkpoint is the last good one. "
+            "Lower optim.optimizer.lr, or set nonfinite_loss=skip to skip such batches."
+        )
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: nn.ModuleDict) -> None:
         images, targets = batch

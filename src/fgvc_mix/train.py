@@ -42,6 +42,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
         label_smoothing=cfg.label_smoothing,
         seed=cfg.seed,
         class_names=datamodule.class_names,
+        nonfinite_loss=cfg.nonfinite_loss,
     )
     loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]

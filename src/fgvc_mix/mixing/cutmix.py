@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import box_areas, draw_boxes, paste, random_partner
+from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, random_partner
 
 
 def cutmix(
@@ -26,6 +26,8 @@ def cutmix(
     boxes = draw_boxes(batch_size, height, width, alpha, per_sample, generator).to(images.device)
     partner = random_partner(batch_size, generator, images.device)
 
-    mixed = paste(images, partner, boxes, boxes)
+    # Equal boxes need no resampling: copy the partner's pixels exactly, as timm and torchvision do.
+    row_in, col_in = box_masks(boxes, height, width)
+    mixed = torch.where((row_in[:, :, None] & col_in[:, None, :])[:, None], images[partner], images)
     lam_b = (box_areas(boxes) / (height * width)).float()
     return MixedBatch(mixed, targets, targets[partner], 1.0 - lam_b, lam_b, partner, boxes, boxes)
