@@ -25,30 +25,15 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-import fgvc_mix
+from fgvc_mix.config import compose_config
 from fgvc_mix.label_noise import checkpoint_label_noise
 from fgvc_mix.train import train
 
-MIXERS = ("none", "mixup", "cutmix", "snapmix")
+MIXERS = ("none", "mixup", "cutmix", "snapmix", "snapmix_scratch")
+DEFAULT_MIXERS = ["none", "mixup", "cutmix", "snapmix_scratch"]  # from scratch, as the demo trains
 QUIET = ["trainer=cpu", "logger=csv", "~callbacks.progress_bar", "~callbacks.mixed_images"]
 QUIET += ["+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
-
-
-def compose_run(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The packaged train config with ``overrides``, its Hydra output directory set to ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(fgvc_mix.__file__).parent / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def mean_std(values: list[float]) -> str:
@@ -58,7 +43,7 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mixers", nargs="+", default=list(MIXERS), choices=MIXERS)
+    parser.add_argument("--mixers", nargs="+", default=DEFAULT_MIXERS, choices=MIXERS)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per mixer")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=1600, help="synthetic training images")
@@ -80,7 +65,7 @@ def main() -> None:
         for seed in range(args.seeds):
             output_dir = root / f"{mixer}-seed{seed}"
             start = time.perf_counter()
-            metrics = train(compose_run([*common, f"mix={mixer}", f"seed={seed}", *args.overrides], output_dir))
+            metrics = train(compose_config([*common, f"mix={mixer}", f"seed={seed}", *args.overrides], output_dir))
             noise = checkpoint_label_noise(output_dir / "checkpoints" / "last.ckpt", args.label_pairs, seed=0)
             runs.append(
                 {

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+CONFIG_DIR = Path(__file__).parent / "conf"
 
 
 def build_from_config(config: Any, **kwargs: Any) -> Any:
@@ -20,3 +27,18 @@ def build_from_config(config: Any, **kwargs: Any) -> Any:
         if isinstance(error.__cause__, ValueError | OSError):
             raise error.__cause__ from None
         raise
+
+
+def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
+    """The packaged config composed as ``python -m fgvc_mix.<config_name>`` would, outside a Hydra run.
+
+    For tests, notebooks and benchmarks: ``${hydra:runtime.output_dir}`` points at ``output_dir``.
+    """
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
