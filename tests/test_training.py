@@ -109,9 +109,12 @@ def test_checkpoint_evaluates_and_tensorboard_has_scalars_hparams_images(tiny_co
     )
     accumulator.Reload()
     tags = accumulator.Tags()
-    for scalar in ("train/loss_step", "train/loss_epoch", "val/acc", "val/acc_macro", "test/acc", "lr-SGD/backbone"):
+    for scalar in ("train/loss_step", "train/loss_epoch", "val/acc", "val/acc_macro", "test/acc", "lr-AdamW/backbone"):
         assert scalar in tags["scalars"], scalar
-    assert "train/mixed_images" in tags["images"]
+    assert "train/mixed_images" in tags["images"] and "test/confusion_matrix" in tags["images"]
+    assert {"train/lam_a", "train/lam_b", "train/lam_sum"} <= set(tags["histograms"])
+    assert [round(e.value, 6) for e in accumulator.Scalars("train/lam_gap_to_area")]  # SnapMix departs from area
+    assert {"train/label_mae_snapmix", "train/label_mae_cutmix"} <= set(tags["scalars"])
     assert len(accumulator.Images("train/mixed_images")) == 2  # one per epoch
     hparams = accumulator.PluginTagToContent("hparams")
     assert b"test/acc" in hparams["_hparams_/experiment"]  # the HParams tab's metric columns

@@ -131,7 +131,7 @@ def most_confused_pairs(confusion: Tensor, class_names: list[str], top: int = CO
     return pairs
 
 
-def plot_confusion_matrix(confusion: Tensor, class_names: list[str], path: Path) -> None:
+def confusion_matrix_figure(confusion: Tensor, class_names: list[str]):
     """Row-normalised confusion matrix; class names on the axes only when there are few enough to read."""
     import matplotlib
 
@@ -150,6 +150,13 @@ def plot_confusion_matrix(confusion: Tensor, class_names: list[str], path: Path)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
     figure.tight_layout()
+    return figure
+
+
+def plot_confusion_matrix(confusion: Tensor, class_names: list[str], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = confusion_matrix_figure(confusion, class_names)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 

@@ -180,7 +180,7 @@ class FGVCModule(pl.LightningModule):
     def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
         return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         images, targets = batch
         mixed = self.mix(images, targets)
         outputs = self.model.forward_heads(mixed.images)
@@ -191,7 +191,14 @@ class FGVCModule(pl.LightningModule):
         if not torch.isfinite(loss):  # one host sync per step, the price of never training on NaN
             return self._nonfinite(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
-        return loss
+        # The label weights and boxes go to callbacks (dashboards) through on_train_batch_end's outputs.
+        return {
+            "loss": loss,
+            "lam_a": mixed.lam_a.detach(),
+            "lam_b": mixed.lam_b.detach(),
+            "box_a": mixed.box_a,
+            "box_b": mixed.box_b,
+        }
 
     def _nonfinite(self, loss: Tensor, batch_idx: int) -> None:
         """Stop (default) before a NaN/Inf loss reaches the weights, or skip the batch if configured."""
@@ -207,7 +214,7 @@ class FGVCModule(pl.LightningModule):
             "Lower optim.optimizer.lr, or set nonfinite_loss=skip to skip such batches."
         )
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: nn.ModuleDict) -> None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: nn.ModuleDict) -> Tensor:
         images, targets = batch
         outputs = self.model.forward_heads(images)
         outputs["prediction"] = sum(outputs[head] for head in self.model.head_names)
@@ -216,12 +223,14 @@ class FGVCModule(pl.LightningModule):
         for key, collection in metrics.items():
             collection.update(outputs[key], targets)
             self.log_dict(collection, batch_size=images.shape[0])
+        return outputs["prediction"].argmax(dim=1)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "val", self.val_metrics)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Returns the predicted classes (for the confusion-matrix dashboard)."""
+        return self._evaluate(batch, "test", self.test_metrics)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Named parameter groups (``backbone``, ``head``); a pretrained backbone trains at
