@@ -51,6 +51,17 @@ def set_random_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
 
 
+def batchnorm_buffers(model: nn.Module, clone: bool = False) -> list[Tensor]:
+    """Running means, variances and batch counters of every BatchNorm layer."""
+    buffers = [
+        buffer
+        for layer in model.modules()
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        for buffer in layer.buffers()
+    ]
+    return [b.clone() for b in buffers] if clone else buffers
+
+
 @contextlib.contextmanager
 def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
     """BatchNorm layers normalise with batch statistics but leave running stats and counters untouched.
@@ -182,6 +193,8 @@ class FGVCModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         images, targets = batch
+        # A skipped batch must not leave its NaNs in the BatchNorm statistics its forward updated.
+        saved_statistics = batchnorm_buffers(self.model, clone=True) if self.hparams.nonfinite_loss == "skip" else None
         mixed = self.mix(images, targets)
         outputs = self.model.forward_heads(mixed.images)
         loss = sum(
@@ -189,7 +202,7 @@ class FGVCModule(pl.LightningModule):
             for head, logits in outputs.items()
         )
         if not torch.isfinite(loss):  # one host sync per step, the price of never training on NaN
-            return self._nonfinite(loss, batch_idx)
+            return self._nonfinite(loss, batch_idx, saved_statistics)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
         # The label weights and boxes go to callbacks (dashboards) through on_train_batch_end's outputs.
         return {

@@ -73,13 +73,12 @@ def check_output_dir(output_dir: str | Path) -> None:
     try:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         probe.write_bytes(bytes(PROBE_BYTES))
+        probe.unlink()
     except OSError as error:
         raise OSError(
             f"cannot write to the output directory {output_dir} ({error.strerror}); free some space or choose "
             "another one with hydra.run.dir=<dir> (hydra.sweep.dir=<dir> for -m)"
         ) from error
-    finally:
-        probe.unlink(missing_ok=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
