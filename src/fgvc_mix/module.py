@@ -213,12 +213,13 @@ class FGVCModule(pl.LightningModule):
             "box_b": mixed.box_b,
         }
 
-    def _nonfinite(self, loss: Tensor, batch_idx: int) -> None:
+    def _nonfinite(self, loss: Tensor, batch_idx: int, saved_statistics: list[Tensor] | None) -> None:
         """Stop (default) before a NaN/Inf loss reaches the weights, or skip the batch if configured."""
         where = (
             f"train/loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (batch {batch_idx})"
         )
-        if self.hparams.nonfinite_loss == "skip":
+        if saved_statistics is not None:
+            torch._foreach_copy_(batchnorm_buffers(self.model), saved_statistics)
             self.skipped_batches += 1
             log.warning("%s: batch skipped (nonfinite_loss=skip), %d so far", where, self.skipped_batches)
             return None
