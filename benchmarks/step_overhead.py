@@ -3,6 +3,8 @@
     python benchmarks/step_overhead.py                      # CPU: ResNet-18, 224 px, batch 16, fp32
     python benchmarks/step_overhead.py --device cuda        # GPU: ResNet-50, 448 px, batch 16, bf16, channels_last
 
+Rows: each mixer; ``snapmix_eval_bn`` runs the CAM forward with BatchNorm's running statistics
+(``mix.cam_bn=eval``), ``snapmix_half_res`` on a half-size copy of the batch (``mix.cam_resolution``).
 A step is what ``FGVCModule.training_step`` does plus backward and an SGD step:
 ``module.mix`` (for SnapMix: the no-grad CAM forward, CAMs, boxes, paste, weights),
 the forward of the mixed batch, ``mixed_cross_entropy``, backward. ``authors`` is
@@ -23,12 +25,20 @@ from timing import interleaved_medians
 from fgvc_mix.mixing import MixedBatch, mixed_cross_entropy
 from fgvc_mix.module import FGVCModule
 
-MIXERS = {
-    "none": {"_target_": "fgvc_mix.mixing.NoMix"},
-    "snapmix": {"_target_": "fgvc_mix.mixing.SnapMix", "prob": 1.0, "beta": 5.0},
-    "cutmix": {"_target_": "fgvc_mix.mixing.CutMix", "prob": 1.0, "beta": 3.0},
-    "mixup": {"_target_": "fgvc_mix.mixing.Mixup", "prob": 1.0, "alpha": 1.0},
-}
+
+def mixer_configs(size: int) -> dict[str, dict]:
+    """The compared mixers; ``snapmix_half_res`` runs its CAM forward at half the training side."""
+    snapmix = {"_target_": "fgvc_mix.mixing.SnapMix", "prob": 1.0, "beta": 5.0}
+    return {
+        "none": {"_target_": "fgvc_mix.mixing.NoMix"},
+        "snapmix": snapmix,
+        "snapmix_eval_bn": {**snapmix, "cam_bn": "eval"},
+        "snapmix_half_res": {**snapmix, "cam_resolution": size // 2},
+        "cutmix": {"_target_": "fgvc_mix.mixing.CutMix", "prob": 1.0, "beta": 3.0},
+        "mixup": {"_target_": "fgvc_mix.mixing.Mixup", "prob": 1.0, "alpha": 1.0},
+    }
+
+
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3, "momentum": 0.9}}
 
 
@@ -99,7 +109,7 @@ def main() -> None:
     model_config = {"_target_": "fgvc_mix.models.build_classifier", "name": name, "pretrained": False}
     modules = {
         mixer: FGVCModule(model_config, config, OPTIM, num_classes=args.classes).to(device)
-        for mixer, config in MIXERS.items()
+        for mixer, config in mixer_configs(size).items()
     }
     base = modules["none"]
     for module in modules.values():
@@ -134,10 +144,10 @@ def main() -> None:
         f"{name}, {size} px, batch {args.batch}, {args.classes} classes, {device.type} ({precision}), "
         f"{args.repeats} interleaved repeats, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
-    print(f"{'mixer':<10} {'step / none':>12} {'peak MiB':>10}")
+    print(f"{'mixer':<17} {'step / none':>12} {'peak MiB':>10}")
     for key in modules:
         peak = f"{peaks[key]:.0f}" if cuda else "n/a"
-        print(f"{key:<10} {medians[key] / medians['none']:>12.3f} {peak:>10}")
+        print(f"{key:<17} {medians[key] / medians['none']:>12.3f} {peak:>10}")
 
 
 if __name__ == "__main__":

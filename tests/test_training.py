@@ -161,3 +161,16 @@ def test_mid_level_branch_trains_and_reports_each_head(tiny_config, tmp_path):
     )
     metrics = train(cfg)
     assert {"test/acc", "test/main/acc", "test/mid/acc", "test/main/acc_macro"} <= set(metrics)
+
+
+def test_cam_resolution_runs_the_cam_forward_on_a_smaller_copy(tiny_config):
+    module, _, _ = build(tiny_config("mix.cam_resolution=32", "logger=csv", "callbacks=[]"))
+    module.train()
+    widths = []
+    handle = module.model.backbone.register_forward_hook(lambda layer, inputs, output: widths.append(inputs[0].shape))
+    cams = module.target_cams(torch.randn(4, 3, 64, 64), torch.arange(4))
+    handle.remove()
+    assert widths == [(4, 3, 32, 32)] and cams.shape == (4, 64, 64)
+    torch.testing.assert_close(cams.sum(dim=(1, 2)), torch.ones(4))
+    with pytest.raises(ValueError, match=r"mix\.cam_resolution"):
+        build(tiny_config("mix.cam_resolution=4", "logger=csv", "callbacks=[]"))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -182,11 +183,16 @@ class FGVCModule(pl.LightningModule):
         authors' train-mode forward did, without updating the running statistics a
         second time per step; ``mix.cam_bn=eval`` uses the running statistics.
         """
+        size = tuple(images.shape[-2:])
+        inputs = images
+        resolution = self.mixer.cam_resolution
+        if resolution is not None and resolution < min(size):
+            inputs = F.interpolate(images, scale_factor=resolution / min(size), mode="bilinear", antialias=True)
         context = eval_mode(self.model) if self.mixer.cam_bn == "eval" else frozen_batchnorm_statistics(self.model)
         with context:
-            features = self.model.forward_features(images)
+            features = self.model.forward_features(inputs)
         head = self.model.head
-        return class_activation_maps(features, head.weight, head.bias, targets, tuple(images.shape[-2:]))
+        return class_activation_maps(features, head.weight, head.bias, targets, size)
 
     def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
         return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)

@@ -37,13 +37,24 @@ class Mixer:
     ``cam_bn`` tells the training loop how BatchNorm behaves in the no-grad CAM
     forward: ``batch`` uses batch statistics and leaves the running ones untouched
     (the authors' train-mode forward, without its second running-stat update);
-    ``eval`` uses the running statistics.
+    ``eval`` uses the running statistics. ``cam_resolution`` (opt-in, approximate) runs that
+    forward on a copy of the batch downscaled so its shorter side has this many pixels, and
+    upsamples the CAMs: the labels still describe the images being mixed, at a coarser grain.
     """
 
     name: ClassVar[str] = "none"
     needs_cams: ClassVar[bool] = False
 
-    def __init__(self, prob: float = 1.0, per_sample: bool = False, seed: int | None = None, cam_bn: str = "batch"):
+    def __init__(
+        self,
+        prob: float = 1.0,
+        per_sample: bool = False,
+        seed: int | None = None,
+        cam_bn: str = "batch",
+        cam_resolution: int | None = None,
+    ):
+        if cam_resolution is not None and cam_resolution < 8:
+            raise ValueError(f"mix.cam_resolution must be null (exact) or >= 8 pixels, got {cam_resolution}")
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"mix.prob must be in [0, 1] (the chance a batch is mixed), got {prob}")
         if cam_bn not in CAM_BN_MODES:
@@ -51,6 +62,7 @@ class Mixer:
         self.prob = float(prob)
         self.per_sample = per_sample
         self.cam_bn = cam_bn
+        self.cam_resolution = cam_resolution
         self.generator = torch.Generator()
         self.generator.manual_seed(0 if seed is None else seed)
 
@@ -123,8 +135,9 @@ class SnapMix(Mixer):
         same_label: str = "sum",
         seed: int | None = None,
         cam_bn: str = "batch",
+        cam_resolution: int | None = None,
     ):
-        super().__init__(prob, per_sample, seed, cam_bn)
+        super().__init__(prob, per_sample, seed, cam_bn, cam_resolution)
         _check_positive("beta", beta)
         if same_label not in SAME_LABEL_RULES:
             raise ValueError(f"mix.same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
