@@ -121,19 +121,8 @@ class FGVCModule(pl.LightningModule):
         if nonfinite_loss not in NONFINITE_LOSS_ACTIONS:
             raise ValueError(f"nonfinite_loss must be one of {NONFINITE_LOSS_ACTIONS}, got {nonfinite_loss!r}")
         model, mix, optim = _plain(model), _plain(mix), _plain(optim)
-        self.save_hyperparameters(
-            {
-                "model": model,
-                "mix": mix,
-                "optim": optim,
-                "num_classes": num_classes,
-                "label_smoothing": label_smoothing,
-                "seed": seed,
-                "class_names": class_names,
-                "nonfinite_loss": nonfinite_loss,
-            },
-            logger=False,
-        )
+        # Hydra configs arrive as DictConfig; the plain containers above are what the checkpoint stores.
+        self.save_hyperparameters(logger=False)
         self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
         self.mixer: Mixer = build_from_config(mix)
         self.skipped_batches = 0
