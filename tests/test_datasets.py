@@ -330,9 +330,9 @@ def test_aircraft_banner_scales_with_reduced_decode(tmp_path: Path) -> None:
 
 def test_aircraft_errors(tmp_path: Path) -> None:
     data = write_aircraft(tmp_path)
-    with pytest.raises(DatasetError, match=r"split 'val' needs dataset\.use_val=true"):
+    with pytest.raises(DatasetError, match=r"split 'val' needs dataset\.options\.use_val=true"):
         FGVCAircraft(tmp_path, "val")
-    with pytest.raises(DatasetError, match=r"unknown dataset\.level='model'"):
+    with pytest.raises(DatasetError, match=r"unknown dataset\.options\.level='model'"):
         FGVCAircraft(tmp_path, "train", level="model")
     with pytest.raises(DatasetError, match=r"families\.txt is missing") as info:
         FGVCAircraft(tmp_path, "train", level="family")
@@ -365,7 +365,7 @@ def test_flowers_splits(tmp_path: Path) -> None:
     val = Flowers102(tmp_path, "val", use_val=True)
     assert val.samples == [(tmp_path / "flowers-102" / "jpg" / "image_00003.jpg", 1)]
     assert Flowers102(tmp_path, "test").targets == [1, 2]
-    with pytest.raises(DatasetError, match=r"split 'val' needs dataset\.use_val=true"):
+    with pytest.raises(DatasetError, match=r"split 'val' needs dataset\.options\.use_val=true"):
         Flowers102(tmp_path, "val")
 
 
@@ -427,7 +427,9 @@ def test_registry(cub_root: Path) -> None:
     assert isinstance(dataset, CUB200) and len(dataset) == 3
     with pytest.raises(DatasetError, match="Unknown dataset 'cub200'; choose one of: cub, cars, aircraft"):
         build_dataset("cub200", cub_root, "train")
-    with pytest.raises(DatasetError, match=r"unknown option\(s\) dataset\.level; accepted: dataset\.skip_bad_images"):
+    with pytest.raises(
+        DatasetError, match=r"unknown option\(s\) dataset\.options\.level; accepted: dataset\.options\.skip_bad_images"
+    ):
         build_dataset("cub", cub_root, "train", level="variant")
     for name, cls in DATASETS.items():  # every dataset takes the shared draft_size option
         assert "draft_size" in inspect.signature(cls.__init__).parameters, name

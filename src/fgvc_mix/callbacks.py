@@ -13,7 +13,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from fgvc_mix.evaluate import confusion_matrix_figure
+from fgvc_mix.evaluate import confusion_counts, confusion_matrix_figure
 from fgvc_mix.mixing import MixedBatch, box_areas
 
 
@@ -109,9 +109,7 @@ class MixingDashboard(pl.Callback):
         self.confusion = torch.zeros(classes, classes, dtype=torch.long, device=pl_module.device)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        classes = self.confusion.shape[0]
-        cells = batch[1] * classes + outputs
-        self.confusion += torch.bincount(cells, minlength=classes * classes).view(classes, classes)
+        self.confusion += confusion_counts(batch[1], outputs, self.confusion.shape[0])
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         confusion = trainer.strategy.reduce(self.confusion, reduce_op="sum").cpu()  # every rank's share

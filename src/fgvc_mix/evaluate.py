@@ -62,6 +62,12 @@ def select_device(accelerator: str) -> torch.device:
     return torch.device("cuda")
 
 
+def confusion_counts(targets: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
+    """(K, K) counts of (true class, predicted class) pairs in one batch."""
+    cells = targets * num_classes + predictions
+    return torch.bincount(cells, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: Tensor, tta: str = "none") -> Tensor:
     """Class probabilities of the prediction logits; ``tta=flip`` averages them with the mirrored image's."""
@@ -98,9 +104,7 @@ def evaluate(
         metrics.update(probabilities, targets)
         loss_sum += F.nll_loss(probabilities.clamp_min(1e-12).log(), targets, reduction="sum").item()
         count += len(targets)
-        confusion += torch.bincount(targets * num_classes + probabilities.argmax(dim=1), minlength=num_classes**2).view(
-            num_classes, num_classes
-        )
+        confusion += confusion_counts(targets, probabilities.argmax(dim=1), num_classes)
     results = {name: value.item() for name, value in metrics.compute().items()}
     results["test/loss"] = loss_sum / max(count, 1)
     if output_dir is not None:

@@ -68,10 +68,12 @@ class FGVCAircraft(ImageListDataset):
     ) -> None:
         check_split(split, dataset=self.name, has_val=self.has_val)
         if level not in CLASS_FILES:
-            raise DatasetError(f"{self.name}: unknown dataset.level={level!r}; choose one of {', '.join(CLASS_FILES)}.")
+            raise DatasetError(
+                f"{self.name}: unknown dataset.options.level={level!r}; choose one of {', '.join(CLASS_FILES)}."
+            )
         if split == "val" and not use_val:
             raise DatasetError(
-                f"{self.name}: split 'val' needs dataset.use_val=true; with use_val=false the "
+                f"{self.name}: split 'val' needs dataset.options.use_val=true; with use_val=false the "
                 "official val images are part of train (= trainval), as in the paper."
             )
         self.root = find_root(

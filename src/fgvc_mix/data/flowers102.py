@@ -56,7 +56,7 @@ class Flowers102(ImageListDataset):
         check_split(split, dataset=self.name, has_val=self.has_val)
         if split == "val" and not use_val:
             raise DatasetError(
-                f"{self.name}: split 'val' needs dataset.use_val=true; with use_val=false the "
+                f"{self.name}: split 'val' needs dataset.options.use_val=true; with use_val=false the "
                 "official val images (valid) are part of train."
             )
         self.root = find_root(root, dataset=self.name, candidates=["", "flowers-102"], marker="imagelabels.mat")

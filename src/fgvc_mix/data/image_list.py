@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 BAD_IMAGE_HINT = (
-    "Re-extract (or re-download) the dataset archive, or set dataset.skip_bad_images=true "
+    "Re-extract (or re-download) the dataset archive, or set dataset.options.skip_bad_images=true "
     "to drop unreadable images when the dataset is built."
 )
 
@@ -230,7 +230,7 @@ class ImageListDataset(Dataset):
             if self.boxes is not None:
                 self.boxes = [self.boxes[i] for i in keep]
             log.warning(
-                "%s: skipped %d of %d images that could not be read (dataset.skip_bad_images=true)",
+                "%s: skipped %d of %d images that could not be read (dataset.options.skip_bad_images=true)",
                 self.name,
                 len(skipped),
                 total,

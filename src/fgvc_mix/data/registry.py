@@ -46,7 +46,7 @@ def build_dataset(
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DatasetError(
-            f"{name}: unknown option(s) {', '.join(f'dataset.{o}' for o in unknown)}; "
-            f"accepted: {', '.join(f'dataset.{o}' for o in accepted)}."
+            f"{name}: unknown option(s) {', '.join(f'dataset.options.{o}' for o in unknown)}; "
+            f"accepted: {', '.join(f'dataset.options.{o}' for o in accepted)}."
         )
     return cls(root, split, transform=transform, **options)
