@@ -368,3 +368,14 @@ def test_mixer_reseed_differs_between_ranks():
     a, b, c = (m(images, targets, None) for m in (rank0, rank1, rank0_again))
     assert torch.equal(a.box_a, c.box_a)
     assert not (torch.equal(a.box_a, b.box_a) and torch.equal(a.partner, b.partner))
+
+
+@pytest.mark.parametrize("mixer_class", [SnapMix, CutMix, Mixup])
+def test_mixed_images_keep_the_channels_last_layout_and_values(mixer_class):
+    images = torch.randn(4, 3, 16, 16)
+    targets = torch.arange(4)
+    uniform = lambda x, y: torch.full((4, 16, 16), 1 / 256)  # noqa: E731
+    nchw = mixer_class(prob=1.0, seed=3)(images, targets, uniform).images
+    nhwc = mixer_class(prob=1.0, seed=3)(images.contiguous(memory_format=torch.channels_last), targets, uniform)
+    assert nhwc.images.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(nhwc.images, nchw)

@@ -25,6 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from fgvc_mix.config import build_from_config
 from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
+from fgvc_mix.models.batchnorm_folding import conv_batchnorm_pairs, folded_batchnorm
 
 log = logging.getLogger(__name__)
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")
@@ -116,6 +117,7 @@ class FGVCModule(pl.LightningModule):
         seed: int = 0,
         class_names: list[str] | None = None,
         nonfinite_loss: str = "stop",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS_ACTIONS:
@@ -125,6 +127,9 @@ class FGVCModule(pl.LightningModule):
         self.save_hyperparameters(logger=False)
         self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
         self.mixer: Mixer = build_from_config(mix)
+        if channels_last:  # batches follow in training_step / _evaluate / forward
+            self.model.to(memory_format=torch.channels_last)
+        self._folding_pairs: list[tuple[str, str]] | None = None  # found on the first mix.cam_bn=eval CAM forward
         self.skipped_batches = 0
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -140,7 +145,7 @@ class FGVCModule(pl.LightningModule):
         )
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model(images)
+        return self.model(self.in_model_layout(images))
 
     def setup(self, stage: str) -> None:
         # Here, not in on_fit_start: a resumed run restores the generator from its checkpoint
@@ -163,31 +168,56 @@ class FGVCModule(pl.LightningModule):
         if self.global_rank == 0 and "rng_states" in checkpoint and self._trainer is not None:
             set_random_states(checkpoint["rng_states"])
 
+    def in_model_layout(self, images: Tensor) -> Tensor:
+        """With ``channels_last``, images become NHWC like the model's weights (a no-op when they already are)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+
     @torch.no_grad()
     def target_cams(self, images: Tensor, targets: Tensor) -> Tensor:
         """Normalised CAMs of each image's target class from a no-grad forward of the clean batch.
 
-        It runs under whatever autocast training uses (Lightning wraps ``training_step``
-        in it). With ``mix.cam_bn=batch`` BatchNorm uses batch statistics, as the
-        authors' train-mode forward did, without updating the running statistics a
-        second time per step; ``mix.cam_bn=eval`` uses the running statistics.
+        The forward runs under ``torch.inference_mode``, through the backbone only (no
+        mid-level or auxiliary head), in the batch's memory format (``channels_last``)
+        and under whatever autocast training uses (Lightning wraps ``training_step`` in
+        it) unless ``mix.cam_dtype`` asks for one. With ``mix.cam_bn=batch`` BatchNorm
+        uses batch statistics, as the authors' train-mode forward did, without updating
+        the running statistics a second time per step; ``mix.cam_bn=eval`` uses the
+        running statistics, folded into the convolutions. ``mix.cam_resolution``
+        (approximate) runs the forward on a downscaled copy and upsamples the CAMs.
         """
         size = tuple(images.shape[-2:])
         inputs = images
         resolution = self.mixer.cam_resolution
         if resolution is not None and resolution < min(size):
             inputs = F.interpolate(images, scale_factor=resolution / min(size), mode="bilinear", antialias=True)
-        context = eval_mode(self.model) if self.mixer.cam_bn == "eval" else frozen_batchnorm_statistics(self.model)
-        with context:
+        with torch.inference_mode(), self._cam_batchnorm(), self._cam_autocast(images.device):
             features = self.model.forward_features(inputs)
         head = self.model.head
+        # Outside inference mode, so the CAMs (and the label weights made from them) are ordinary tensors.
         return class_activation_maps(features, head.weight, head.bias, targets, size)
+
+    def _cam_batchnorm(self) -> contextlib.AbstractContextManager:
+        if self.mixer.cam_bn == "batch":
+            return frozen_batchnorm_statistics(self.model)
+        if self._folding_pairs is None:
+            self._folding_pairs = conv_batchnorm_pairs(self.model.backbone)
+        stack = contextlib.ExitStack()
+        stack.enter_context(eval_mode(self.model))
+        stack.enter_context(folded_batchnorm(self.model.backbone, self._folding_pairs))
+        return stack
+
+    def _cam_autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        dtype = self.mixer.cam_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
     def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
         return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         images, targets = batch
+        images = self.in_model_layout(images)
         # A skipped batch must not leave its NaNs in the BatchNorm statistics its forward updated.
         saved_statistics = batchnorm_buffers(self.model, clone=True) if self.hparams.nonfinite_loss == "skip" else None
         mixed = self.mix(images, targets)
@@ -225,7 +255,7 @@ class FGVCModule(pl.LightningModule):
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: nn.ModuleDict) -> Tensor:
         images, targets = batch
-        outputs = self.model.forward_heads(images)
+        outputs = self.model.forward_heads(self.in_model_layout(images))
         outputs["prediction"] = sum(outputs[head] for head in self.model.head_names)
         loss = torch.nn.functional.cross_entropy(outputs["prediction"], targets)
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=images.shape[0])

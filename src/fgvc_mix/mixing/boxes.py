@@ -115,4 +115,10 @@ def paste(images: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> Tens
     )
     row_in, col_in = box_masks(box_a, height, width)
     inside = row_in[:, :, None] & col_in[:, None, :] & active[:, None, None]
-    return torch.where(inside[:, None], sampled, images)
+    mixed = torch.where(inside[:, None], sampled, images)
+    return mixed.contiguous(memory_format=torch.channels_last) if _is_channels_last(images) else mixed
+
+
+def _is_channels_last(images: Tensor) -> bool:
+    """NHWC and not also NCHW (a tensor with one channel or 1x1 pixels is both)."""
+    return images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()

@@ -22,6 +22,7 @@ from fgvc_mix.mixing.mixup import mixup
 from fgvc_mix.mixing.snapmix import SAME_LABEL_RULES, snapmix
 
 CAM_BN_MODES = ("batch", "eval")
+CAM_DTYPES = ("bfloat16", "float16")
 CamFunction = Callable[[Tensor, Tensor], Tensor]
 """(images, targets) -> normalised target-class CAMs (B, H, W) of those images."""
 
@@ -40,6 +41,8 @@ class Mixer:
     ``eval`` uses the running statistics. ``cam_resolution`` (opt-in, approximate) runs that
     forward on a copy of the batch downscaled so its shorter side has this many pixels, and
     upsamples the CAMs: the labels still describe the images being mixed, at a coarser grain.
+    ``cam_dtype`` (opt-in, approximate when training runs in float32) runs that forward under
+    autocast to ``bfloat16``/``float16``; null (exact) keeps whatever autocast training uses.
     """
 
     name: ClassVar[str] = "none"
@@ -52,7 +55,10 @@ class Mixer:
         seed: int | None = None,
         cam_bn: str = "batch",
         cam_resolution: int | None = None,
+        cam_dtype: str | None = None,
     ):
+        if cam_dtype is not None and cam_dtype not in CAM_DTYPES:
+            raise ValueError(f"mix.cam_dtype must be null (training's precision) or one of {CAM_DTYPES}, got {cam_dtype!r}")
         if cam_resolution is not None and cam_resolution < 8:
             raise ValueError(f"mix.cam_resolution must be null (exact) or >= 8 pixels, got {cam_resolution}")
         if not 0.0 <= prob <= 1.0:
@@ -63,6 +69,7 @@ class Mixer:
         self.per_sample = per_sample
         self.cam_bn = cam_bn
         self.cam_resolution = cam_resolution
+        self.cam_dtype = cam_dtype
         self.generator = torch.Generator()
         self.generator.manual_seed(0 if seed is None else seed)
 
@@ -136,8 +143,9 @@ class SnapMix(Mixer):
         seed: int | None = None,
         cam_bn: str = "batch",
         cam_resolution: int | None = None,
+        cam_dtype: str | None = None,
     ):
-        super().__init__(prob, per_sample, seed, cam_bn, cam_resolution)
+        super().__init__(prob, per_sample, seed, cam_bn, cam_resolution, cam_dtype)
         _check_positive("beta", beta)
         if same_label not in SAME_LABEL_RULES:
             raise ValueError(f"mix.same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
