@@ -1,10 +1,14 @@
 """Training-step time with each mixer / without mixing, measured side by side in one run.
 
-    python benchmarks/step_overhead.py                      # CPU: ResNet-18, 224 px, batch 16, fp32
+    python benchmarks/step_overhead.py                      # CPU: ResNet-18, 224 px, batch 16, fp32, channels_last
+    python benchmarks/step_overhead.py --layout nchw        # the same in the NCHW layout
     python benchmarks/step_overhead.py --device cuda        # GPU: ResNet-50, 448 px, batch 16, bf16, channels_last
 
-Rows: each mixer; ``snapmix_eval_bn`` runs the CAM forward with BatchNorm's running statistics
-(``mix.cam_bn=eval``), ``snapmix_half_res`` on a half-size copy of the batch (``mix.cam_resolution``).
+Rows: each mixer; ``snapmix`` is the exact default (``mix.cam_bn=batch``); ``snapmix_eval_bn`` runs
+the CAM forward with BatchNorm's running statistics folded into the convolutions
+(``mix.cam_bn=eval``, exact for eval-mode BatchNorm); the approximations: ``snapmix_half_res``
+on a half-size copy of the batch (``mix.cam_resolution``), ``snapmix_bf16`` under bf16 autocast
+while training stays fp32 (``mix.cam_dtype=bfloat16``; CPU only: on the GPU training is bf16 already).
 A step is what ``FGVCModule.training_step`` does plus backward and an SGD step:
 ``module.mix`` (for SnapMix: the no-grad CAM forward, CAMs, boxes, paste, weights),
 the forward of the mixed batch, ``mixed_cross_entropy``, backward. ``authors`` is
@@ -26,14 +30,16 @@ from fgvc_mix.mixing import MixedBatch, mixed_cross_entropy
 from fgvc_mix.module import FGVCModule
 
 
-def mixer_configs(size: int) -> dict[str, dict]:
+def mixer_configs(size: int, bf16_training: bool) -> dict[str, dict]:
     """The compared mixers; ``snapmix_half_res`` runs its CAM forward at half the training side."""
     snapmix = {"_target_": "fgvc_mix.mixing.SnapMix", "prob": 1.0, "beta": 5.0}
+    bf16_cams = {} if bf16_training else {"snapmix_bf16": {**snapmix, "cam_dtype": "bfloat16"}}
     return {
         "none": {"_target_": "fgvc_mix.mixing.NoMix"},
         "snapmix": snapmix,
         "snapmix_eval_bn": {**snapmix, "cam_bn": "eval"},
         "snapmix_half_res": {**snapmix, "cam_resolution": size // 2},
+        **bf16_cams,
         "cutmix": {"_target_": "fgvc_mix.mixing.CutMix", "prob": 1.0, "beta": 3.0},
         "mixup": {"_target_": "fgvc_mix.mixing.Mixup", "prob": 1.0, "alpha": 1.0},
     }
@@ -95,6 +101,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: resnet18 on cpu, resnet50 on cuda")
     parser.add_argument("--size", type=int, default=None, help="default: 224 on cpu, 448 on cuda")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--layout", default="channels_last", choices=["channels_last", "nchw"])
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -107,20 +114,17 @@ def main() -> None:
     np.random.seed(0)
 
     model_config = {"_target_": "fgvc_mix.models.build_classifier", "name": name, "pretrained": False}
+    channels_last = args.layout == "channels_last"
     modules = {
-        mixer: FGVCModule(model_config, config, OPTIM, num_classes=args.classes).to(device)
-        for mixer, config in mixer_configs(size).items()
+        mixer: FGVCModule(model_config, config, OPTIM, num_classes=args.classes, channels_last=channels_last)
+        for mixer, config in mixer_configs(size, bf16_training=cuda).items()
     }
     base = modules["none"]
     for module in modules.values():
         module.model.load_state_dict(base.model.state_dict())
-        module.train()
-        if cuda:
-            module.to(memory_format=torch.channels_last)
+        module.to(device).train()
     modules["authors"] = modules["snapmix"]
-    images = torch.randn(args.batch, 3, size, size, device=device)
-    if cuda:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = modules["none"].in_model_layout(torch.randn(args.batch, 3, size, size, device=device))
     targets = torch.randint(args.classes, (args.batch,), device=device)
     optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for k, m in modules.items()}
 
@@ -139,7 +143,7 @@ def main() -> None:
         return run
 
     medians, peaks = interleaved_medians({k: step(k) for k in modules}, args.repeats, args.warmup, device)
-    precision = "bf16 autocast, channels_last" if cuda else "fp32"
+    precision = f"{'bf16 autocast' if cuda else 'fp32'}, {args.layout}"
     print(
         f"{name}, {size} px, batch {args.batch}, {args.classes} classes, {device.type} ({precision}), "
         f"{args.repeats} interleaved repeats, torch {torch.__version__}, threads {torch.get_num_threads()}"

@@ -9,7 +9,7 @@ from torch import nn
 from fgvc_mix.mixing import class_activation_maps
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.batchnorm_folding import FoldedConvBatchNorm, conv_batchnorm_pairs, folded_batchnorm
-from fgvc_mix.train import build, train
+from fgvc_mix.train import build
 
 # backbone, image side, whether it has conv -> BatchNorm pairs to fold
 FOLDABLE = {
@@ -141,9 +141,7 @@ def test_cam_forward_is_inference_mode_backbone_only_and_cams_are_ordinary_tenso
     ],
 )
 def test_cam_forward_runs_in_the_training_precision_and_layout(overrides, cam_dtype, tiny_config):
-    cfg = tiny_config(
-        *overrides, "mix.prob=1.0", "model.mid_level=true", "trainer=debug", "logger=[]", "callbacks=[]"
-    )
+    cfg = tiny_config(*overrides, "mix.prob=1.0", "model.mid_level=true", "trainer=debug", "logger=[]", "callbacks=[]")
     module, datamodule, trainer = build(cfg)
     calls, _ = record_calls(module)
     trainer.fit(module, datamodule=datamodule)

@@ -142,7 +142,8 @@ def test_meter_logs_during_training_and_cli_scores_the_checkpoint(tiny_config, t
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     run = subprocess.run([*command, f"hydra.run.dir={tmp_path}/cli"], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
-    assert "SnapMix MAE / CutMix MAE" in run.stdout and "snapmix" in run.stdout
+    assert "SnapMix MAE / CutMix MAE" in run.stdout
+    assert all(f"{row} " in run.stdout for row in ("cutmix", "snapmix", "snapmix half_res", "snapmix bf16"))
 
     checkpoint = torch.load(last, weights_only=False)
     checkpoint["datamodule_hyper_parameters"].update(name="cub", root="/nowhere")
@@ -171,5 +172,27 @@ def test_measure_uses_eval_mode_so_cam_bn_and_chunking_do_not_matter():
     modules[1].load_state_dict(modules[0].state_dict())
     images, targets, masks = masked_samples(SyntheticFGVC("test", 24, transform=eval_transform(64, 64)), 24)
     whole = measure(modules[0], images, masks, targets, chunk_size=24)
-    assert measure(modules[1], images, masks, targets, chunk_size=5) == whole
+    chunked = measure(modules[1], images, masks, targets, chunk_size=5)  # cam_bn=eval folds BatchNorm: rounding only
+    for rule in ("cutmix", "snapmix"):
+        assert getattr(chunked, rule).mae == pytest.approx(getattr(whole, rule).mae, rel=1e-5)
+        assert getattr(chunked, rule).correlation == pytest.approx(getattr(whole, rule).correlation, rel=1e-5)
     assert all(module.training for module in modules)  # eval mode only while measuring
+
+
+def test_cam_variants_are_scored_next_to_the_exact_cams_on_the_same_pairs():
+    model = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "backbone_options": {"width": 8}}
+    optim = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
+    trained_half_res = {"_target_": "fgvc_mix.mixing.SnapMix", "cam_resolution": 32}
+    module = FGVCModule(model, trained_half_res, optim, 16)
+    images, targets, masks = masked_samples(SyntheticFGVC("test", 24, transform=eval_transform(64, 64)), 24)
+    variants = {"half_res": {"cam_resolution": 32}, "bf16": {"cam_dtype": "bfloat16"}, "same": {}}
+    report = measure(module, images, masks, targets, cam_variants=variants)
+    assert list(report.variants) == ["half_res", "bf16", "same"]
+    assert report.variants["same"] == report.snapmix  # no option: the exact CAMs again
+    assert report.variants["half_res"] != report.snapmix and report.variants["bf16"] != report.snapmix
+    assert module.mixer.cam_resolution == 32 and module.mixer.cam_dtype is None  # options put back
+    assert "snapmix half_res" in report.table() and "snapmix bf16" in report.table()
+    with pytest.raises(ValueError, match="cam_variants"):
+        measure(module, images, masks, targets, cam_variants={"stale": {"cam_every_n": 2}})
+    with pytest.raises(ValueError, match=r"mix\.cam_dtype"):
+        measure(module, images, masks, targets, cam_variants={"int": {"cam_dtype": "int8"}})

@@ -24,19 +24,25 @@ CAMs come from the model in eval mode (BatchNorm running statistics, whatever
 ``mix.cam_bn`` says): the meter measures the model, so a CAM must not depend on which
 other images share its forward pass, and the result must not depend on the chunk size.
 
+``cam_variants`` score the opt-in cheaper CAM forwards (``mix.cam_resolution``,
+``mix.cam_dtype``) on the same pairs, next to the exact CAMs' row: what each saving
+costs in label quality.
+
     python -m fgvc_mix.label_noise ckpt_path=outputs/.../checkpoints/last.ckpt [num_pairs=512 seed=0]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
@@ -44,10 +50,12 @@ from torchvision import tv_tensors
 from fgvc_mix.evaluate import load_checkpoint
 from fgvc_mix.mixing import box_areas, snapmix_weights
 from fgvc_mix.mixing.boxes import draw_boxes, random_partner
+from fgvc_mix.mixing.mixers import Mixer
 from fgvc_mix.module import FGVCModule, eval_mode
 
 SNAPMIX_BETA = 5.0
 """The paper's Beta(5, 5) concentration of each box's lambda."""
+CAM_FORWARD_OPTIONS = ("cam_resolution", "cam_dtype")
 
 
 def semantic_shares(masks: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,6 +114,7 @@ class LabelNoise:
     snapmix: RuleScore
     num_pairs: int  # pairs scored (their two images have different labels)
     num_same_label: int  # pairs left out because both images have the same label
+    variants: dict[str, RuleScore] = field(default_factory=dict)  # SnapMix's rule with cheaper CAMs, by name
 
     @property
     def mae_ratio(self) -> float:
@@ -114,10 +123,12 @@ class LabelNoise:
 
     def table(self) -> str:
         """A plain-text table: rule, MAE, correlation, then the MAE ratio."""
-        lines = [f"{'rule':<8} {'MAE':>7} {'corr':>7}"]
-        for name in ("cutmix", "snapmix"):
-            score: RuleScore = getattr(self, name)
-            lines.append(f"{name:<8} {score.mae:>7.4f} {score.correlation:>7.3f}")
+        rows = {"cutmix": self.cutmix, "snapmix": self.snapmix}
+        rows.update({f"snapmix {name}": score for name, score in self.variants.items()})
+        width = max(len(name) for name in rows)
+        lines = [f"{'rule':<{width}} {'MAE':>7} {'corr':>7}"]
+        for name, score in rows.items():
+            lines.append(f"{name:<{width}} {score.mae:>7.4f} {score.correlation:>7.3f}")
         lines.append(f"SnapMix MAE / CutMix MAE = {self.mae_ratio:.3f}")
         lines.append(f"({self.num_pairs} pairs with different labels; {self.num_same_label} same-label pairs left out)")
         return "\n".join(lines)
@@ -133,12 +144,19 @@ def _score(weights: tuple[Tensor, Tensor], shares: tuple[Tensor, Tensor], keep: 
 
 
 def label_noise(
-    cams: Tensor, masks: Tensor, targets: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor
+    cams: Tensor,
+    masks: Tensor,
+    targets: Tensor,
+    partner: Tensor,
+    box_a: Tensor,
+    box_b: Tensor,
+    variant_cams: dict[str, Tensor] | None = None,
 ) -> LabelNoise:
     """Score CutMix's and SnapMix's weights for the given pairs against the part-mask shares.
 
     ``cams`` are normalised target-class CAMs (B, H, W), ``masks`` the part masks
-    (B, H, W); scores are NaN when no pair is left, a correlation also when weights are constant.
+    (B, H, W); ``variant_cams`` other CAMs of the same images, each scored with SnapMix's
+    rule. Scores are NaN when no pair is left, a correlation also when weights are constant.
     """
     height, width = masks.shape[-2:]
     cams, masks, targets = cams.cpu(), masks.cpu(), targets.cpu()
@@ -150,7 +168,30 @@ def label_noise(
         snapmix=_score(snapmix_weights(cams, partner, box_a, box_b), shares, keep),
         num_pairs=int(keep.sum()),
         num_same_label=int((~keep).sum()),
+        variants={
+            name: _score(snapmix_weights(other.cpu(), partner, box_a, box_b), shares, keep)
+            for name, other in (variant_cams or {}).items()
+        },
     )
+
+
+@contextlib.contextmanager
+def cam_forward_options(mixer: Mixer, options: dict[str, Any]) -> Iterator[None]:
+    """Within the block, ``mixer`` has the given ``mix.cam_resolution`` / ``mix.cam_dtype`` values."""
+    unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"cam_variants: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
+        )
+    Mixer(**options)  # the same checks, and messages, as the mix config's options
+    saved = {name: getattr(mixer, name) for name in options}
+    try:
+        for name, value in options.items():
+            setattr(mixer, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(mixer, name, value)
 
 
 @torch.no_grad()
@@ -163,18 +204,33 @@ def measure(
     beta: float = SNAPMIX_BETA,
     seed: int = 0,
     chunk_size: int = 128,
+    cam_variants: dict[str, dict[str, Any]] | None = None,
 ) -> LabelNoise:
-    """Label noise of ``module``'s CAMs (eval mode) on pairs of ``images`` drawn from ``seed``."""
-    with eval_mode(module):
-        cams = torch.cat(
+    """Label noise of ``module``'s CAMs (eval mode) on pairs of ``images`` drawn from ``seed``.
+
+    The ``snapmix`` row uses the exact CAM forward (full resolution, the caller's precision),
+    whatever ``mix.cam_resolution`` / ``mix.cam_dtype`` the module trained with.
+    ``cam_variants`` maps a row name to CAM forward options (e.g. ``{"cam_resolution": 32}``);
+    each is scored on the same pairs next to the exact CAMs.
+    """
+
+    def cams() -> Tensor:
+        return torch.cat(
             [
                 module.target_cams(x.to(module.device), y.to(module.device)).cpu()
                 for x, y in zip(images.split(chunk_size), targets.split(chunk_size), strict=True)
             ]
         )
+
+    with eval_mode(module), cam_forward_options(module.mixer, {"cam_resolution": None, "cam_dtype": None}):
+        exact = cams()
+        variant_cams = {}
+        for name, options in (cam_variants or {}).items():
+            with cam_forward_options(module.mixer, dict(options)):
+                variant_cams[name] = cams()
     generator = torch.Generator().manual_seed(seed)
     partner, box_a, box_b = draw_pairs(len(targets), *images.shape[-2:], beta=beta, generator=generator)
-    return label_noise(cams, masks, targets, partner, box_a, box_b)
+    return label_noise(exact, masks, targets, partner, box_a, box_b, variant_cams)
 
 
 def part_mask_source(dataset: Dataset) -> tuple[Any, list[int]] | None:
@@ -219,9 +275,14 @@ def masked_samples(dataset: Dataset, num_samples: int, seed: int = 0) -> tuple[T
 
 
 def checkpoint_label_noise(
-    ckpt_path: str | Path, num_pairs: int = 512, seed: int = 0, beta: float = SNAPMIX_BETA
+    ckpt_path: str | Path,
+    num_pairs: int = 512,
+    seed: int = 0,
+    beta: float = SNAPMIX_BETA,
+    cam_variants: dict[str, dict[str, Any]] | None = None,
 ) -> LabelNoise:
-    """Label noise of a checkpoint's CAMs on ``num_pairs`` images of its synthetic test split."""
+    """Label noise of a checkpoint's CAMs on ``num_pairs`` images of its synthetic test split
+    (exact CAMs, and each of ``cam_variants``)."""
     module, datamodule = load_checkpoint(ckpt_path)
     name = datamodule.hparams.name
     if name != "synthetic":
@@ -231,7 +292,7 @@ def checkpoint_label_noise(
         )
     datamodule.setup("test")
     images, targets, masks = masked_samples(datamodule.datasets["test"], num_pairs, seed)
-    return measure(module, images, masks, targets, beta=beta, seed=seed)
+    return measure(module, images, masks, targets, beta=beta, seed=seed, cam_variants=cam_variants)
 
 
 class LabelNoiseMeter(pl.Callback):
@@ -280,7 +341,8 @@ class LabelNoiseMeter(pl.Callback):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="label_noise")
 def main(cfg: DictConfig) -> float:
-    report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta)
+    variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
+    report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
     print(f"Label noise of {cfg.ckpt_path} (synthetic test split, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")
     print(f"CAMs in eval mode, seed {cfg.seed}):")
     print(report.table())

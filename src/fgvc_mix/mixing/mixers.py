@@ -58,7 +58,9 @@ class Mixer:
         cam_dtype: str | None = None,
     ):
         if cam_dtype is not None and cam_dtype not in CAM_DTYPES:
-            raise ValueError(f"mix.cam_dtype must be null (training's precision) or one of {CAM_DTYPES}, got {cam_dtype!r}")
+            raise ValueError(
+                f"mix.cam_dtype must be null (training's precision) or one of {CAM_DTYPES}, got {cam_dtype!r}"
+            )
         if cam_resolution is not None and cam_resolution < 8:
             raise ValueError(f"mix.cam_resolution must be null (exact) or >= 8 pixels, got {cam_resolution}")
         if not 0.0 <= prob <= 1.0:

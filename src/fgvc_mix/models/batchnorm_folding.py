@@ -55,7 +55,7 @@ def conv_batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """
     try:
         graph = torch.fx.symbolic_trace(model).graph
-    except Exception as error:  # noqa: BLE001 - any tracing failure just means "run unfolded"
+    except Exception as error:
         log.info("BatchNorm folding off for %s (torch.fx cannot trace it: %s)", type(model).__name__, error)
         return []
     modules = dict(model.named_modules())
