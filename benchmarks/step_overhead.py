@@ -9,6 +9,7 @@ the CAM forward with BatchNorm's running statistics folded into the convolutions
 (``mix.cam_bn=eval``, exact for eval-mode BatchNorm); the approximations: ``snapmix_half_res``
 on a half-size copy of the batch (``mix.cam_resolution``), ``snapmix_bf16`` under bf16 autocast
 while training stays fp32 (``mix.cam_dtype=bfloat16``; CPU only: on the GPU training is bf16 already).
+``none_nchw`` (channels_last runs) is a plain step in the NCHW layout: what the layout itself buys.
 A step is what ``FGVCModule.training_step`` does plus backward and an SGD step:
 ``module.mix`` (for SnapMix: the no-grad CAM forward, CAMs, boxes, paste, weights),
 the forward of the mixed batch, ``mixed_cross_entropy``, backward. ``authors`` is
@@ -115,21 +116,25 @@ def main() -> None:
 
     model_config = {"_target_": "fgvc_mix.models.build_classifier", "name": name, "pretrained": False}
     channels_last = args.layout == "channels_last"
+    configs = {mixer: (config, channels_last) for mixer, config in mixer_configs(size, bf16_training=cuda).items()}
+    if channels_last:  # what the layout itself buys: a plain step in NCHW
+        configs["none_nchw"] = (configs["none"][0], False)
     modules = {
-        mixer: FGVCModule(model_config, config, OPTIM, num_classes=args.classes, channels_last=channels_last)
-        for mixer, config in mixer_configs(size, bf16_training=cuda).items()
+        key: FGVCModule(model_config, config, OPTIM, num_classes=args.classes, channels_last=layout)
+        for key, (config, layout) in configs.items()
     }
     base = modules["none"]
     for module in modules.values():
         module.model.load_state_dict(base.model.state_dict())
         module.to(device).train()
     modules["authors"] = modules["snapmix"]
-    images = modules["none"].in_model_layout(torch.randn(args.batch, 3, size, size, device=device))
+    batch = torch.randn(args.batch, 3, size, size, device=device)
+    inputs = {key: module.in_model_layout(batch) for key, module in modules.items()}
     targets = torch.randint(args.classes, (args.batch,), device=device)
     optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for k, m in modules.items()}
 
     def step(key: str):
-        module = modules[key]
+        module, images = modules[key], inputs[key]
 
         def run():
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
