@@ -99,6 +99,23 @@ def test_paste_edge_cases():
     torch.testing.assert_close(out[4][:, outside], images[4][:, outside])
 
 
+def test_paste_shared_boxes_fast_path_equals_the_grid_sample_path():
+    gen = torch.Generator().manual_seed(4)
+    images = torch.randn(5, 3, 17, 23, generator=gen)
+    partner = torch.tensor([2, 0, 3, 1])
+    for box_a, box_b in [([3, 2, 15, 11], [0, 5, 9, 17]), ([0, 0, 23, 17], [4, 4, 5, 5]), ([2, 2, 2, 9], [0, 0, 4, 4])]:
+        shared = paste(images[:4], partner, torch.tensor([box_a] * 4), torch.tensor([box_b] * 4))  # batch mode
+        # a fifth image with other boxes makes the boxes differ: the per-image grid_sample path
+        per_image = paste(
+            images,
+            torch.tensor([2, 0, 3, 1, 4]),
+            torch.tensor([box_a] * 4 + [[0, 0, 1, 1]]),
+            torch.tensor([box_b] * 4 + [[1, 1, 2, 2]]),
+        )
+        torch.testing.assert_close(shared, per_image[:4], atol=1e-5, rtol=1e-5)
+        assert shared.data_ptr() != images.data_ptr()
+
+
 def test_paste_empty_source_box_changes_nothing():
     images = torch.randn(2, 3, 8, 8)
     out = paste(images, torch.tensor([1, 0]), torch.tensor([[0, 0, 4, 4]] * 2), torch.tensor([[2, 2, 2, 6]] * 2))

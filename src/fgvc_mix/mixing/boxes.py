@@ -95,8 +95,13 @@ def paste(images: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> Tens
 
     All boxes of the batch, of any sizes, are built by one ``grid_sample`` with
     per-image sampling grids, so there are no data-dependent shapes and no Python
-    loop over the batch. A pair where either box is empty is left unchanged.
+    loop over the batch. A pair where either box is empty is left unchanged. When
+    the boxes are on the CPU and shared by the whole batch (batch mode, as the mixers
+    draw them), one slice is resized instead: the same result for a quarter of the
+    work, since ``grid_sample`` computes every pixel of every image.
     """
+    if _shared_host_boxes(box_a, box_b):
+        return _paste_shared_boxes(images, partner.to(images.device), box_a[0].tolist(), box_b[0].tolist())
     _, _, height, width = images.shape
     box_a = box_a.to(images.device)
     box_b = box_b.to(images.device)
@@ -117,6 +122,29 @@ def paste(images: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> Tens
     inside = row_in[:, :, None] & col_in[:, None, :] & active[:, None, None]
     mixed = torch.where(inside[:, None], sampled, images)
     return mixed.contiguous(memory_format=torch.channels_last) if _is_channels_last(images) else mixed
+
+
+def _shared_host_boxes(box_a: Tensor, box_b: Tensor) -> bool:
+    """Every image has the same two boxes, readable without a device synchronisation."""
+    return (
+        box_a.device.type == "cpu"
+        and box_b.device.type == "cpu"
+        and box_a.shape[0] > 0
+        and bool((box_a == box_a[0]).all())
+        and bool((box_b == box_b[0]).all())
+    )
+
+
+def _paste_shared_boxes(images: Tensor, partner: Tensor, box_a: list[int], box_b: list[int]) -> Tensor:
+    """``paste`` for one pair of boxes shared by the batch: the authors' slice + ``F.interpolate``."""
+    xa1, ya1, xa2, ya2 = box_a
+    xb1, yb1, xb2, yb2 = box_b
+    mixed = images.clone()
+    if min(xa2 - xa1, ya2 - ya1, xb2 - xb1, yb2 - yb1) > 0:
+        patch = images[partner, :, yb1:yb2, xb1:xb2]
+        size = (ya2 - ya1, xa2 - xa1)
+        mixed[:, :, ya1:ya2, xa1:xa2] = F.interpolate(patch, size=size, mode="bilinear", align_corners=True)
+    return mixed
 
 
 def _is_channels_last(images: Tensor) -> bool:

@@ -56,14 +56,15 @@ def snapmix(
     if same_label not in SAME_LABEL_RULES:
         raise ValueError(f"same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
     batch_size, _, height, width = images.shape
-    box_a = draw_boxes(batch_size, height, width, beta, per_sample, generator).to(images.device)
-    box_b = draw_boxes(batch_size, height, width, beta, per_sample, generator).to(images.device)
+    box_a = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    box_b = draw_boxes(batch_size, height, width, beta, per_sample, generator)
     partner = random_partner(batch_size, generator, images.device)
     active = (box_areas(box_a) > 0) & (box_areas(box_b) > 0)
     box_a = box_a * active[:, None]
     box_b = box_b * active[:, None]
 
-    mixed = paste(images, partner, box_a, box_b)
+    mixed = paste(images, partner, box_a, box_b)  # boxes still where they were drawn: paste can read them
+    box_a, box_b, active = box_a.to(images.device), box_b.to(images.device), active.to(images.device)
     lam_a, lam_b = snapmix_weights(cams, partner, box_a, box_b)
     targets_b = targets[partner]
     if same_label == "sum":

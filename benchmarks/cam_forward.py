@@ -1,0 +1,74 @@
+"""The CAM forward alone, per option, as a share of a plain training step, measured side by side.
+
+    python benchmarks/cam_forward.py [--layout nchw] [--repeats 10]
+
+ResNet-18, 224 px, batch 16, 200 classes, fp32, CPU by default. Rows: a plain training step
+(forward + backward, the unit), then ``FGVCModule.target_cams`` with BatchNorm batch statistics
+(the exact default), eval-mode BatchNorm unfolded and folded into the convolutions
+(``mix.cam_bn=eval``), ``mix.cam_dtype=bfloat16`` and ``mix.cam_resolution`` at half the side.
+A SnapMix step costs about 1 + its row (plus the mixing itself, see mixing_overhead.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from timing import interleaved_medians
+
+from fgvc_mix.module import FGVCModule
+
+OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--classes", type=int, default=200)
+    parser.add_argument("--layout", default="channels_last", choices=["channels_last", "nchw"])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    snapmix = {"_target_": "fgvc_mix.mixing.SnapMix"}
+    options = {
+        "cams_batch_bn": {},
+        "cams_eval_bn_unfolded": {"cam_bn": "eval"},
+        "cams_eval_bn_folded": {"cam_bn": "eval"},
+        "cams_bf16": {"cam_dtype": "bfloat16"},
+        "cams_half_res": {"cam_resolution": args.size // 2},
+    }
+    model = {"_target_": "fgvc_mix.models.build_classifier", "name": args.model, "pretrained": False}
+    channels_last = args.layout == "channels_last"
+    modules = {
+        key: FGVCModule(model, {**snapmix, **mix}, OPTIM, args.classes, channels_last=channels_last).to(device).train()
+        for key, mix in options.items()
+    }
+    modules["cams_eval_bn_unfolded"]._folding_pairs = []  # eval-mode BatchNorm as it is
+    images = modules["cams_batch_bn"].in_model_layout(torch.randn(args.batch, 3, args.size, args.size, device=device))
+    targets = torch.randint(args.classes, (args.batch,), device=device)
+    plain = modules["cams_batch_bn"]
+
+    def train_step() -> None:
+        plain.zero_grad(set_to_none=True)
+        F.cross_entropy(plain(images), targets).backward()
+
+    candidates = {"train_step": train_step}
+    candidates.update({key: (lambda m=module: m.target_cams(images, targets)) for key, module in modules.items()})
+    medians, _ = interleaved_medians(candidates, args.repeats, args.warmup, device)
+    print(
+        f"{args.model}, {args.size} px, batch {args.batch}, {args.classes} classes, {device.type} (fp32, "
+        f"{args.layout}), {args.repeats} interleaved repeats, threads {torch.get_num_threads()}"
+    )
+    print(f"{'row':<22} {'time / train step':>18}")
+    for key, seconds in medians.items():
+        print(f"{key:<22} {seconds / medians['train_step']:>18.3f}")
+
+
+if __name__ == "__main__":
+    main()
