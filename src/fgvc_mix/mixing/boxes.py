@@ -92,13 +92,13 @@ def _source_coordinates(length: Tensor, start_a: Tensor, start_b: Tensor, length
 def paste(images: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> Tensor:
     """Image i receives ``images[partner[i]]``'s ``box_b[i]`` resized bilinearly
     (align_corners=True) to fill its ``box_a[i]``; outside ``box_a[i]`` it is unchanged.
+    A pair where either box is empty is left unchanged.
 
-    All boxes of the batch, of any sizes, are built by one ``grid_sample`` with
-    per-image sampling grids, so there are no data-dependent shapes and no Python
-    loop over the batch. A pair where either box is empty is left unchanged. When
-    the boxes are on the CPU and shared by the whole batch (batch mode, as the mixers
-    draw them), one slice is resized instead: the same result for a quarter of the
-    work, since ``grid_sample`` computes every pixel of every image.
+    Boxes shared by the whole batch and held on the host (batch mode, as the mixers
+    draw them): one slice of the partners resized with ``F.interpolate``, the authors'
+    way, a quarter of the general path's work. The general path (per-image boxes of any
+    sizes, or boxes on the device) builds every patch with one ``grid_sample`` over
+    per-image sampling grids: no Python loop over the batch, no device synchronisation.
     """
     if _shared_host_boxes(box_a, box_b):
         return _paste_shared_boxes(images, partner.to(images.device), box_a[0].tolist(), box_b[0].tolist())
