@@ -7,7 +7,7 @@
 set -euo pipefail
 python=${PYTHON:-python}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-$python -m fgvc_mix.train trainer=gpu trainer.fast_dev_run=true model=resnet50 mix=snapmix \
+$python -m fgvc_mix.train trainer=gpu +trainer.fast_dev_run=true model=resnet50 model.pretrained=false mix=snapmix \
     dataset.image_size=448 dataset.resize_size=512 dataset.batch_size=16 logger=[] callbacks=[] \
     hydra.run.dir="${TMPDIR:-/tmp}/fgvc_mix_gpu_check"
 cd "$(dirname "$0")"
