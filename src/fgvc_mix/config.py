@@ -12,7 +12,20 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-CONFIG_DIR = Path(__file__).parent / "conf"
+
+def _config_dir() -> Path:
+    """The config tree: ``conf/`` at the top of the checkout, which a built wheel carries as ``fgvc_mix/conf``.
+
+    One source of truth: the wheel's copy is made by the build (``package-dir`` in
+    pyproject.toml), never kept in the repository.
+    """
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+CONFIG_DIR = _config_dir()
+CONFIG_PATH = str(CONFIG_DIR)
+"""For ``@hydra.main(config_path=CONFIG_PATH)``: an absolute path, so every entry point finds the same tree."""
 
 
 def build_from_config(config: Any, **kwargs: Any) -> Any:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.nn import functional as F
 
+from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule, classification_metrics
 
@@ -189,7 +190,7 @@ def write_report(
     (output_dir / "confused_pairs.md").write_text("\n".join(lines) + "\n")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = evaluate(cfg.ckpt_path, dict(cfg.dataset), cfg.accelerator, cfg.tta, output_dir)

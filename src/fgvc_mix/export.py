@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch import nn
 
+from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.evaluate import load_checkpoint
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -72,7 +73,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     )
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     output = cfg.output or Path(HydraConfig.get().runtime.output_dir) / (
         Path(cfg.ckpt_path).stem + FORMATS.get(cfg.format, "")

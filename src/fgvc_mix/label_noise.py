@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
 
+from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.evaluate import load_checkpoint
 from fgvc_mix.mixing import box_areas, snapmix_weights
 from fgvc_mix.mixing.boxes import draw_boxes, random_partner
@@ -339,7 +340,7 @@ class LabelNoiseMeter(pl.Callback):
         pl_module.log_dict(metrics, on_step=False, on_epoch=True, rank_zero_only=True)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="label_noise")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="label_noise")
 def main(cfg: DictConfig) -> float:
     variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
     report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)

@@ -12,6 +12,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.data.image_list import load_rgb_image
 from fgvc_mix.data.transforms import eval_transform
 from fgvc_mix.evaluate import load_checkpoint, predict_probabilities, select_device
@@ -61,7 +62,7 @@ def predict(
     return results
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     for path, top in predict(cfg.ckpt_path, cfg.images, cfg.top_k, cfg.tta, cfg.accelerator, cfg.batch_size):
         print(path)

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.data.image_list import DatasetError, ImageListDataset
 from fgvc_mix.data.registry import DATASETS, build_dataset
 
@@ -130,7 +131,7 @@ def print_report(report: VerifyReport, console: Console) -> None:
     )
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="verify")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="verify")
 def main(cfg: DictConfig) -> None:
     console, errors = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     name = cfg.dataset.name

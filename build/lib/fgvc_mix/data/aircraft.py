@@ -1,0 +1,111 @@
+"""FGVC-Aircraft 2013b (Maji, Rahtu, Kannala, Blaschko & Vedaldi, Fine-Grained Visual
+Classification of Aircraft, arXiv:1306.5151, 2013).
+
+10,000 images at three levels: 100 variants, 70 families, 30 manufacturers. Splits:
+3,334 train / 3,333 val (6,667 trainval) / 3,333 test. The layout of
+``fgvc-aircraft-2013b.tar.gz`` is :attr:`FGVCAircraft.expected_layout`.
+
+Class names contain spaces and slashes (``1042824 Cessna 172``, ``0062765 F/A-18``), so
+each line is split once. Every image carries a 20-pixel copyright banner at the bottom,
+which the dataset's README asks users to remove; it is cropped before the transform.
+``dataset.root`` may be ``fgvc-aircraft-2013b/``, its ``data/`` folder, or their parent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .image_list import (
+    BadImageError,
+    DatasetError,
+    ImageListDataset,
+    check_not_empty,
+    check_split,
+    decode_rgb,
+    find_root,
+    read_names,
+    read_pairs,
+)
+
+BANNER_HEIGHT = 20
+CLASS_FILES = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
+
+
+class FGVCAircraft(ImageListDataset):
+    """FGVC-Aircraft at ``level`` variant (100 classes), family (70) or manufacturer (30).
+
+    ``use_val=False`` (the paper's protocol): ``train`` reads ``trainval`` and ``val`` is
+    refused, since its images are in train. ``use_val=True``: ``train`` and ``val`` are the
+    official halves.
+    """
+
+    name = "aircraft"
+    has_val = True
+    homepage = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"
+    expected_layout = """
+        fgvc-aircraft-2013b/data/
+            variants.txt  families.txt  manufacturers.txt     one class name per line
+            images_{variant,family,manufacturer}_{train,val,trainval,test}.txt
+                                                              <image id> <class name>
+            images/1025794.jpg ...
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        transform: Callable[[Image.Image], Any] | None = None,
+        skip_bad_images: bool = False,
+        level: str = "variant",
+        use_val: bool = False,
+        crop_banner: bool = True,
+        draft_size: int | None = None,
+    ) -> None:
+        check_split(split, dataset=self.name, has_val=self.has_val)
+        if level not in CLASS_FILES:
+            raise DatasetError(
+                f"{self.name}: unknown dataset.options.level={level!r}; choose one of {', '.join(CLASS_FILES)}."
+            )
+        if split == "val" and not use_val:
+            raise DatasetError(
+                f"{self.name}: split 'val' needs dataset.options.use_val=true; with use_val=false the "
+                "official val images are part of train (= trainval), as in the paper."
+            )
+        self.root = find_root(
+            root, dataset=self.name, candidates=["", "data", "fgvc-aircraft-2013b/data"], marker="images"
+        )
+        self.split, self.level, self.use_val, self.crop_banner = split, level, use_val, crop_banner
+
+        classes = read_names(self.root / CLASS_FILES[level], dataset=self.name)
+        index = {c: i for i, c in enumerate(classes)}
+        file_split = "trainval" if split == "train" and not use_val else split
+        list_file = self.root / f"images_{level}_{file_split}.txt"
+        samples = []
+        for line, image_id, class_name in read_pairs(list_file, dataset=self.name):
+            if class_name not in index:
+                raise DatasetError(
+                    f"{self.name}: {list_file} line {line}: class {class_name!r} is not listed in "
+                    f"{self.root / CLASS_FILES[level]}. The files are inconsistent; re-extract the archive."
+                )
+            samples.append((self.root / "images" / f"{image_id}.jpg", index[class_name]))
+        check_not_empty(samples, dataset=self.name, split=split, source=list_file)
+        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
+
+    def load_image(self, path: Path) -> Image.Image:
+        """Load as RGB and cut the bottom copyright banner (before any transform).
+
+        The banner is 20 px of the image on disk; a reduced-size decode (``draft_size``)
+        shrinks it by the same factor, rounded up so no banner row survives.
+        """
+        img, (_, full_height) = decode_rgb(path, self.draft_size)
+        if not self.crop_banner:
+            return img
+        if full_height <= BANNER_HEIGHT:
+            raise BadImageError(path, f"Image is only {full_height} px tall, no room for the {BANNER_HEIGHT}-px banner")
+        width, height = img.size
+        return img.crop((0, 0, width, height - math.ceil(BANNER_HEIGHT * height / full_height)))

@@ -1,0 +1,137 @@
+"""One LightningDataModule for every dataset, configured by ``conf/dataset/<name>.yaml``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from fgvc_mix.data.image_list import DatasetError
+from fgvc_mix.data.registry import DATASETS, build_dataset
+from fgvc_mix.data.synthetic import SyntheticFGVC
+from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+VAL_SOURCES = ("test", "official", "holdout")
+DATASET_NAMES = ("synthetic", *DATASETS)
+
+
+class FGVCDataModule(pl.LightningDataModule):
+    """Train / val / test loaders for ``name`` (``synthetic`` or a key of ``DATASETS``).
+
+    ``val_source`` says what validation sees: ``test`` monitors the test split (the
+    authors' protocol, who report the best test epoch), ``official`` the dataset's own
+    validation split (Aircraft, Flowers with ``use_val``; the synthetic data), and
+    ``holdout`` a stratified ``val_fraction`` of the training split held out with a
+    fixed seed. ``options`` go to the dataset class (Aircraft's ``level``, the
+    synthetic data's sizes, ``skip_bad_images``...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        root: str | None = None,
+        image_size: int = 448,
+        resize_size: int = 512,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        val_source: str = "test",
+        val_fraction: float = 0.1,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if name not in DATASET_NAMES:
+            raise DatasetError(f"dataset={name!r} is not known; choose one of {', '.join(DATASET_NAMES)}")
+        if name != "synthetic" and root is None:
+            raise DatasetError(f"dataset={name} needs dataset.root=<folder holding the {name} files>")
+        if image_size > resize_size:
+            raise ValueError(
+                f"dataset.image_size={image_size} (the crop) is larger than dataset.resize_size={resize_size}; "
+                "set resize_size >= image_size"
+            )
+        if val_source not in VAL_SOURCES:
+            raise ValueError(f"dataset.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"dataset.val_fraction must be in (0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.datasets: dict[str, Dataset] = {}
+        self.class_names: list[str] = []
+
+    def _build(self, split: str, train: bool) -> Dataset:
+        hp = self.hparams
+        build_transform = train_transform if train else eval_transform
+        transform = build_transform(hp.image_size, hp.resize_size, hp.mean, hp.std)
+        options = dict(hp.options or {})
+        if hp.name == "synthetic":
+            sizes = {s: options.pop(f"{s}_size") for s in ("train", "val", "test")}
+            return SyntheticFGVC(split, sizes[split], hp.num_classes, hp.image_size, transform=transform, **options)
+        return build_dataset(hp.name, hp.root, split, transform=transform, **options)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        train = self._build("train", train=True)
+        test = self._build("test", train=False)
+        found = len(train.classes)
+        if found != hp.num_classes:
+            raise DatasetError(
+                f"dataset.num_classes={hp.num_classes} but {hp.name} at {hp.root} has {found} classes; "
+                f"set dataset.num_classes={found}"
+            )
+        if hp.val_source == "official":
+            val = self._build("val", train=False)
+        elif hp.val_source == "holdout":
+            train_indices, val_indices = stratified_split(train.targets, hp.val_fraction, seed=0)
+            val = Subset(self._build("train", train=False), val_indices)
+            train = Subset(train, train_indices)
+        else:
+            val = test
+        self.class_names = list(test.classes)
+        self.datasets = {"train": train, "val": val, "test": test}
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        hp = self.hparams
+        dataset = self.datasets[split]
+        # Under DDP, Lightning's sampler pads the evaluation splits with repeated samples so that
+        # ranks get equal shares; an unrepeated sampler makes every test image count exactly once.
+        distributed_eval = not train and torch.distributed.is_available() and torch.distributed.is_initialized()
+        return DataLoader(
+            dataset,
+            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
+            shuffle=train,
+            sampler=UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed_eval else None,
+            drop_last=train,  # a 1-image last batch would break BatchNorm in training
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+
+def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, held out) with ``fraction`` of every class held out (at least one if it has two)."""
+    rng = np.random.default_rng(seed)
+    targets_array = np.asarray(targets)
+    held_out: list[int] = []
+    for label in np.unique(targets_array):
+        members = rng.permutation(np.flatnonzero(targets_array == label))
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held_out += members[:count].tolist()
+    held = set(held_out)
+    return [i for i in range(len(targets)) if i not in held], sorted(held_out)

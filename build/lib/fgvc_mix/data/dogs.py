@@ -1,0 +1,108 @@
+"""Stanford Dogs (Khosla, Jayadevaprakash, Yao & Fei-Fei, Novel Dataset for Fine-Grained
+Image Categorization, FGVC workshop at CVPR 2011).
+
+20,580 ImageNet images of 120 dog breeds: 12,000 train / 8,580 test; no official
+validation split. Layout (``images.tar`` + ``lists.tar``): see :attr:`StanfordDogs.expected_layout`.
+``lists.tar`` unpacks without a folder, so the two lists are also accepted at root level.
+Class names come from the folder part of the paths (``n02085620-Chihuahua`` → ``Chihuahua``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .image_list import (
+    DatasetError,
+    ImageListDataset,
+    check_not_empty,
+    check_split,
+    find_root,
+    layout_help,
+    load_mat,
+    mat_field,
+    mat_scalar,
+    parse_int,
+)
+
+LIST_DIRS = ("lists", "")
+
+
+class StanfordDogs(ImageListDataset):
+    """Stanford Dogs; ``classes`` are breed names, ``synsets`` the ImageNet folder names."""
+
+    name = "dogs"
+    has_val = False
+    homepage = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
+    expected_layout = """
+        stanford_dogs/
+            Images/n02085620-Chihuahua/n02085620_10074.jpg ...   (images.tar)
+            lists/train_list.mat   file_list: Nx1 cell of "n02085620-Chihuahua/n02085620_5927.jpg",
+            lists/test_list.mat    labels: Nx1, 1-based class id   (lists.tar; also accepted beside Images/)
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        transform: Callable[[Image.Image], Any] | None = None,
+        skip_bad_images: bool = False,
+        draft_size: int | None = None,
+    ) -> None:
+        check_split(split, dataset=self.name, has_val=self.has_val)
+        self.root = find_root(
+            root, dataset=self.name, candidates=["", "stanford_dogs", "StanfordDogs"], marker="Images"
+        )
+        self.split = split
+
+        lists = {s: self._list_file(s) for s in ("train", "test")}
+        if lists[split] is None:
+            raise DatasetError(
+                f"{self.name}: annotation file {self.root / 'lists' / f'{split}_list.mat'} is missing "
+                f"(also looked for {self.root / f'{split}_list.mat'}). Extract lists.tar into {self.root / 'lists'}."
+                f"{layout_help(self.name)}"
+            )
+        # Read both lists (when present) so every class gets its name even if one split lacks it.
+        entries = {s: self._read_list(path) for s, path in lists.items() if path is not None}
+        check_not_empty(entries[split], dataset=self.name, split=split, source=lists[split])
+        folders: dict[int, str] = {}
+        for s, rows in entries.items():
+            for record, rel_path, class_id in rows:
+                folder = rel_path.split("/", 1)[0]
+                if folders.setdefault(class_id, folder) != folder:
+                    raise DatasetError(
+                        f"{self.name}: {lists[s]} entry {record}: class id {class_id} is used for both "
+                        f"{folders[class_id]} and {folder}. Re-extract lists.tar."
+                    )
+        num_classes = max(folders)
+        self.synsets = [folders.get(i, f"class_{i:03d}") for i in range(1, num_classes + 1)]
+        classes = [s.split("-", 1)[-1] for s in self.synsets]
+        samples = [(self.root / "Images" / rel_path, class_id - 1) for _, rel_path, class_id in entries[split]]
+        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
+
+    def _list_file(self, split: str) -> Path | None:
+        candidates = [self.root / d / f"{split}_list.mat" for d in LIST_DIRS]
+        return next((p for p in candidates if p.is_file()), None)
+
+    def _read_list(self, path: Path) -> list[tuple[int, str, int]]:
+        """``(entry number, relative image path, 1-based class id)`` per line of a list file."""
+        mat = load_mat(path, dataset=self.name)
+        files = mat_field(mat, "file_list", dataset=self.name, source=path)
+        labels = mat_field(mat, "labels", dataset=self.name, source=path)
+        if len(files) != len(labels):
+            raise DatasetError(
+                f"{self.name}: {path} has {len(files)} files but {len(labels)} labels. Re-extract lists.tar."
+            )
+        rows = []
+        for i, (file, label) in enumerate(zip(files, labels, strict=True), start=1):
+            class_id = parse_int(mat_scalar(label), dataset=self.name, source=path, where=f"entry {i}")
+            if class_id < 1:
+                raise DatasetError(
+                    f"{self.name}: {path} entry {i}: class id {class_id} is out of range (ids start at 1). "
+                    "Re-extract lists.tar."
+                )
+            rows.append((i, str(mat_scalar(file)).replace("\\", "/"), class_id))
+        return rows

@@ -1,0 +1,354 @@
+"""Label-noise meter: how far each mixing rule's label weights are from what the mixed image shows.
+
+SnapMix (Huang, Wang & Tao, AAAI 2021, arXiv:2012.04846) claims that CutMix's
+area-based label weights are noisy on fine-grained data, where a small part decides
+the class, and that weights read off class activation maps are not. The synthetic
+data knows where the class-defining parts are (``SyntheticFGVC.sample_with_mask``),
+so the claim can be measured. The ground-truth semantic share of a source in a mix is
+
+* ``share_a[i]``: the fraction of image i's part pixels outside ``box_a[i]`` (what survives);
+* ``share_b[i]``: the fraction of the partner's part pixels inside ``box_b[i]`` (what is
+  pasted in; SnapMix resizes that region into ``box_a[i]``, which keeps the fraction up
+  to interpolation; for CutMix ``box_b == box_a``).
+
+That is SnapMix's own rule with a perfect CAM, the part mask divided by its pixel
+count, so ``semantic_shares`` is ``snapmix_weights`` on normalised masks. For the
+same partners and boxes (drawn with SnapMix's geometry: two independent Beta(5, 5)
+boxes per image) the meter scores CutMix's rule (box areas) and SnapMix's rule (CAM
+mass, the raw weights of ``same_label="keep"``) against the shares: mean absolute
+error over both weights and Pearson correlation. Pairs whose two images share a label
+are left out and counted: for them the two weights name one class and neither rule's
+split between them matters to the loss.
+
+CAMs come from the model in eval mode (BatchNorm running statistics, whatever
+``mix.cam_bn`` says): the meter measures the model, so a CAM must not depend on which
+other images share its forward pass, and the result must not depend on the chunk size.
+
+``cam_variants`` score the opt-in cheaper CAM forwards (``mix.cam_resolution``,
+``mix.cam_dtype``) on the same pairs, next to the exact CAMs' row: what each saving
+costs in label quality.
+
+    python -m fgvc_mix.label_noise ckpt_path=outputs/.../checkpoints/last.ckpt [num_pairs=512 seed=0]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+from torchvision import tv_tensors
+
+from fgvc_mix.config import CONFIG_PATH
+from fgvc_mix.evaluate import load_checkpoint
+from fgvc_mix.mixing import box_areas, snapmix_weights
+from fgvc_mix.mixing.boxes import draw_boxes, random_partner
+from fgvc_mix.mixing.mixers import Mixer
+from fgvc_mix.module import FGVCModule, eval_mode
+
+SNAPMIX_BETA = 5.0
+"""The paper's Beta(5, 5) concentration of each box's lambda."""
+CAM_FORWARD_OPTIONS = ("cam_resolution", "cam_dtype")
+
+
+def semantic_shares(masks: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> tuple[Tensor, Tensor]:
+    """Ground-truth ``(share_a, share_b)`` of each mix from the part masks (B, H, W).
+
+    ``share_a[i]`` is the fraction of ``masks[i]`` outside ``box_a[i]``, ``share_b[i]``
+    the fraction of ``masks[partner[i]]`` inside ``box_b[i]``: SnapMix's weights with
+    each mask, divided by its pixel count, as the CAM.
+    """
+    masks = masks.float()
+    counts = masks.sum(dim=(1, 2), keepdim=True)
+    if bool((counts == 0).any()):
+        empty = torch.nonzero(counts.flatten() == 0).flatten().tolist()
+        raise ValueError(f"semantic_shares: the part masks of images {empty[:10]} are empty; no share is defined")
+    return snapmix_weights(masks / counts, partner, box_a, box_b)
+
+
+def area_weights(box_a: Tensor, box_b: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """CutMix's rule for given boxes: ``lam_a = 1 - area(box_a) / HW``, ``lam_b = area(box_b) / HW``.
+
+    With ``box_b == box_a`` these are exactly the weights ``cutmix`` assigns.
+    """
+    image_area = height * width
+    return 1.0 - box_areas(box_a).float() / image_area, box_areas(box_b).float() / image_area
+
+
+def draw_pairs(
+    batch_size: int, height: int, width: int, *, beta: float = SNAPMIX_BETA, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(partner, box_a, box_b)`` with SnapMix's per-image geometry and draw order.
+
+    Two independent Beta(beta, beta) boxes per image and a random permutation, drawn
+    as ``snapmix(..., per_sample=True)`` draws them from the same generator; a pair
+    with an empty box gets two empty boxes (it is not mixed), as in ``snapmix``.
+    """
+    box_a = draw_boxes(batch_size, height, width, beta, True, generator)
+    box_b = draw_boxes(batch_size, height, width, beta, True, generator)
+    partner = random_partner(batch_size, generator, box_a.device)
+    active = (box_areas(box_a) > 0) & (box_areas(box_b) > 0)
+    return partner, box_a * active[:, None], box_b * active[:, None]
+
+
+@dataclass(frozen=True)
+class RuleScore:
+    """One labelling rule against the ground truth: MAE over both weights, Pearson correlation."""
+
+    mae: float
+    correlation: float
+
+
+@dataclass(frozen=True)
+class LabelNoise:
+    """Both labelling rules scored on the same pairs and boxes."""
+
+    cutmix: RuleScore
+    snapmix: RuleScore
+    num_pairs: int  # pairs scored (their two images have different labels)
+    num_same_label: int  # pairs left out because both images have the same label
+    variants: dict[str, RuleScore] = field(default_factory=dict)  # SnapMix's rule with cheaper CAMs, by name
+
+    @property
+    def mae_ratio(self) -> float:
+        """SnapMix's MAE over CutMix's: the paper's claim is that it is well below one on fine-grained data."""
+        return self.snapmix.mae / self.cutmix.mae if self.cutmix.mae > 0 else float("nan")
+
+    def table(self) -> str:
+        """A plain-text table: rule, MAE, correlation, then the MAE ratio."""
+        rows = {"cutmix": self.cutmix, "snapmix": self.snapmix}
+        rows.update({f"snapmix {name}": score for name, score in self.variants.items()})
+        width = max(len(name) for name in rows)
+        lines = [f"{'rule':<{width}} {'MAE':>7} {'corr':>7}"]
+        for name, score in rows.items():
+            lines.append(f"{name:<{width}} {score.mae:>7.4f} {score.correlation:>7.3f}")
+        lines.append(f"SnapMix MAE / CutMix MAE = {self.mae_ratio:.3f}")
+        lines.append(f"({self.num_pairs} pairs with different labels; {self.num_same_label} same-label pairs left out)")
+        return "\n".join(lines)
+
+
+def _score(weights: tuple[Tensor, Tensor], shares: tuple[Tensor, Tensor], keep: Tensor) -> RuleScore:
+    predicted = torch.cat([w[keep] for w in weights]).double()
+    truth = torch.cat([s[keep] for s in shares]).double()
+    if predicted.numel() == 0:
+        return RuleScore(float("nan"), float("nan"))
+    correlation = torch.corrcoef(torch.stack([predicted, truth]))[0, 1]
+    return RuleScore(float((predicted - truth).abs().mean()), float(correlation))
+
+
+def label_noise(
+    cams: Tensor,
+    masks: Tensor,
+    targets: Tensor,
+    partner: Tensor,
+    box_a: Tensor,
+    box_b: Tensor,
+    variant_cams: dict[str, Tensor] | None = None,
+) -> LabelNoise:
+    """Score CutMix's and SnapMix's weights for the given pairs against the part-mask shares.
+
+    ``cams`` are normalised target-class CAMs (B, H, W), ``masks`` the part masks
+    (B, H, W); ``variant_cams`` other CAMs of the same images, each scored with SnapMix's
+    rule. Scores are NaN when no pair is left, a correlation also when weights are constant.
+    """
+    height, width = masks.shape[-2:]
+    cams, masks, targets = cams.cpu(), masks.cpu(), targets.cpu()
+    partner, box_a, box_b = partner.cpu(), box_a.cpu(), box_b.cpu()
+    shares = semantic_shares(masks, partner, box_a, box_b)
+    keep = targets != targets[partner]
+    return LabelNoise(
+        cutmix=_score(area_weights(box_a, box_b, height, width), shares, keep),
+        snapmix=_score(snapmix_weights(cams, partner, box_a, box_b), shares, keep),
+        num_pairs=int(keep.sum()),
+        num_same_label=int((~keep).sum()),
+        variants={
+            name: _score(snapmix_weights(other.cpu(), partner, box_a, box_b), shares, keep)
+            for name, other in (variant_cams or {}).items()
+        },
+    )
+
+
+@contextlib.contextmanager
+def cam_forward_options(mixer: Mixer, options: dict[str, Any]) -> Iterator[None]:
+    """Within the block, ``mixer`` has the given ``mix.cam_resolution`` / ``mix.cam_dtype`` values."""
+    unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"cam_variants: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
+        )
+    Mixer(**options)  # the same checks, and messages, as the mix config's options
+    saved = {name: getattr(mixer, name) for name in options}
+    try:
+        for name, value in options.items():
+            setattr(mixer, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(mixer, name, value)
+
+
+@torch.no_grad()
+def measure(
+    module: FGVCModule,
+    images: Tensor,
+    masks: Tensor,
+    targets: Tensor,
+    *,
+    beta: float = SNAPMIX_BETA,
+    seed: int = 0,
+    chunk_size: int = 128,
+    cam_variants: dict[str, dict[str, Any]] | None = None,
+) -> LabelNoise:
+    """Label noise of ``module``'s CAMs (eval mode) on pairs of ``images`` drawn from ``seed``.
+
+    The ``snapmix`` row uses the exact CAM forward (full resolution, the caller's precision),
+    whatever ``mix.cam_resolution`` / ``mix.cam_dtype`` the module trained with.
+    ``cam_variants`` maps a row name to CAM forward options (e.g. ``{"cam_resolution": 32}``);
+    each is scored on the same pairs next to the exact CAMs.
+    """
+
+    def cams() -> Tensor:
+        return torch.cat(
+            [
+                module.target_cams(x.to(module.device), y.to(module.device)).cpu()
+                for x, y in zip(images.split(chunk_size), targets.split(chunk_size), strict=True)
+            ]
+        )
+
+    with eval_mode(module), cam_forward_options(module.mixer, {"cam_resolution": None, "cam_dtype": None}):
+        exact = cams()
+        variant_cams = {}
+        for name, options in (cam_variants or {}).items():
+            with cam_forward_options(module.mixer, dict(options)):
+                variant_cams[name] = cams()
+    generator = torch.Generator().manual_seed(seed)
+    partner, box_a, box_b = draw_pairs(len(targets), *images.shape[-2:], beta=beta, generator=generator)
+    return label_noise(exact, masks, targets, partner, box_a, box_b, variant_cams)
+
+
+def part_mask_source(dataset: Dataset) -> tuple[Any, list[int]] | None:
+    """The dataset that renders part masks under ``dataset`` (through any ``Subset``s) and the
+    indices into it that ``dataset`` covers; ``None`` when it has no part masks (real datasets)."""
+    indices = list(range(len(dataset)))
+    while isinstance(dataset, Subset):
+        indices = [int(dataset.indices[i]) for i in indices]
+        dataset = dataset.dataset
+    return (dataset, indices) if hasattr(dataset, "sample_with_mask") else None
+
+
+def masked_samples(dataset: Dataset, num_samples: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images, targets, part_masks)`` of ``num_samples`` images of ``dataset`` chosen with ``seed``.
+
+    ``sample_with_mask`` returns the untransformed image; the dataset's transform is
+    applied to the image and its mask together (a ``tv_tensors.Mask`` follows a random
+    crop or flip, and normalisation leaves it alone), under a forked RNG seeded with
+    ``seed``, so the same call gives the same samples and training's RNG is untouched.
+    """
+    source = part_mask_source(dataset)
+    if source is None:
+        raise ValueError(
+            f"{type(dataset).__name__} has no part masks: the label-noise meter needs the synthetic data "
+            "(dataset=synthetic), whose images come with the pixels of their class-defining parts"
+        )
+    base, indices = source
+    if not 1 <= num_samples <= len(indices):
+        raise ValueError(f"num_pairs={num_samples} must be between 1 and the split's {len(indices)} images")
+    chosen = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    images, targets, masks = [], [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for position in chosen.tolist():
+            image, label, mask = base.sample_with_mask(indices[position])
+            if base.transform is not None:
+                image, mask = base.transform(image, tv_tensors.Mask(mask))
+            images.append(torch.as_tensor(image))
+            targets.append(label)
+            masks.append(torch.as_tensor(mask).bool())
+    return torch.stack(images), torch.tensor(targets), torch.stack(masks)
+
+
+def checkpoint_label_noise(
+    ckpt_path: str | Path,
+    num_pairs: int = 512,
+    seed: int = 0,
+    beta: float = SNAPMIX_BETA,
+    cam_variants: dict[str, dict[str, Any]] | None = None,
+) -> LabelNoise:
+    """Label noise of a checkpoint's CAMs on ``num_pairs`` images of its synthetic test split
+    (exact CAMs, and each of ``cam_variants``)."""
+    module, datamodule = load_checkpoint(ckpt_path)
+    name = datamodule.hparams.name
+    if name != "synthetic":
+        raise ValueError(
+            f"{ckpt_path} was trained on dataset={name}; the label-noise meter needs part masks, which only "
+            "dataset=synthetic has: pass a checkpoint trained on the synthetic data"
+        )
+    datamodule.setup("test")
+    images, targets, masks = masked_samples(datamodule.datasets["test"], num_pairs, seed)
+    return measure(module, images, masks, targets, beta=beta, seed=seed, cam_variants=cam_variants)
+
+
+class LabelNoiseMeter(pl.Callback):
+    """Logs ``train/label_mae_snapmix``, ``train/label_mae_cutmix`` and ``train/label_mae_ratio``
+    at the end of every ``every_n_epochs``-th training epoch, on a fixed set of training images.
+
+    The images, their transform's random crop/flip and the pairs are fixed by ``seed``,
+    so the curve follows the model alone. On datasets without part masks (every real
+    dataset) it does nothing, so it can sit in the default callbacks.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_pairs: int = 128, seed: int = 0, beta: float = SNAPMIX_BETA):
+        if every_n_epochs < 1:
+            raise ValueError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
+        if num_pairs < 2:
+            raise ValueError(f"LabelNoiseMeter: num_pairs must be >= 2, got {num_pairs}")
+        self.every_n_epochs = every_n_epochs
+        self.num_pairs = num_pairs
+        self.seed = seed
+        self.beta = beta
+        self._samples: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _training_samples(self, trainer: pl.Trainer) -> tuple[Tensor, Tensor, Tensor] | None:
+        if self._samples is None:
+            dataset = getattr(trainer.datamodule, "datasets", {}).get("train")
+            if dataset is None or part_mask_source(dataset) is None:
+                return None
+            self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed)
+        return self._samples
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        samples = self._training_samples(trainer)
+        if samples is None:
+            return
+        images, targets, masks = samples
+        report = measure(pl_module, images, masks, targets, beta=self.beta, seed=self.seed)
+        metrics = {
+            "train/label_mae_snapmix": report.snapmix.mae,
+            "train/label_mae_cutmix": report.cutmix.mae,
+            "train/label_mae_ratio": report.mae_ratio,
+        }
+        pl_module.log_dict(metrics, on_step=False, on_epoch=True, rank_zero_only=True)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="label_noise")
+def main(cfg: DictConfig) -> float:
+    variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
+    report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
+    print(f"Label noise of {cfg.ckpt_path} (synthetic test split, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")
+    print(f"CAMs in eval mode, seed {cfg.seed}):")
+    print(report.table())
+    return report.mae_ratio
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Mixing core: SnapMix, CutMix, Mixup and the pieces they share, as pure tensor code.
+
+No Lightning here: these functions run on any device, never loop over the batch in
+Python and never synchronise the host with the device, so the LightningModule (or any
+other training loop) can call them inside ``training_step``.
+"""
+
+from fgvc_mix.mixing.batch import MixedBatch, mixed_cross_entropy, no_mix
+from fgvc_mix.mixing.boxes import box_areas, paste, random_boxes, sample_beta
+from fgvc_mix.mixing.cam import class_activation_maps
+from fgvc_mix.mixing.cutmix import cutmix
+from fgvc_mix.mixing.mixers import CutMix, Mixer, Mixup, NoMix, SnapMix
+from fgvc_mix.mixing.mixup import mixup
+from fgvc_mix.mixing.snapmix import snapmix, snapmix_weights
+
+__all__ = [
+    "CutMix",
+    "MixedBatch",
+    "Mixer",
+    "Mixup",
+    "NoMix",
+    "SnapMix",
+    "box_areas",
+    "class_activation_maps",
+    "cutmix",
+    "mixed_cross_entropy",
+    "mixup",
+    "no_mix",
+    "paste",
+    "random_boxes",
+    "sample_beta",
+    "snapmix",
+    "snapmix_weights",
+]

@@ -1,0 +1,33 @@
+"""CutMix (Yun et al., ICCV 2019, arXiv:1905.04899) as the SnapMix authors ran it.
+
+The partner's pixels in a box replace the same box of the image; the labels are
+weighted by area: ``lam_a = 1 - clipped box area / image area``, ``lam_b = 1 - lam_a``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fgvc_mix.mixing.batch import MixedBatch
+from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, random_partner
+
+
+def cutmix(
+    images: Tensor,
+    targets: Tensor,
+    *,
+    alpha: float = 1.0,
+    per_sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Mix a batch with CutMix; ``alpha`` is the Beta(alpha, alpha) concentration of lambda."""
+    batch_size, _, height, width = images.shape
+    boxes = draw_boxes(batch_size, height, width, alpha, per_sample, generator).to(images.device)
+    partner = random_partner(batch_size, generator, images.device)
+
+    # Equal boxes need no resampling: copy the partner's pixels exactly, as timm and torchvision do.
+    row_in, col_in = box_masks(boxes, height, width)
+    mixed = torch.where((row_in[:, :, None] & col_in[:, None, :])[:, None], images[partner], images)
+    lam_b = (box_areas(boxes) / (height * width)).float()
+    return MixedBatch(mixed, targets, targets[partner], 1.0 - lam_b, lam_b, partner, boxes, boxes)

@@ -1,0 +1,75 @@
+"""SnapMix: semantically proportional mixing (Huang, Wang & Tao, AAAI 2021, arXiv:2012.04846).
+
+A patch of a partner image (box_b) is resized into a box of the image (box_a), as
+in CutMix but with two independently drawn boxes; each label's weight is the share
+of that image's class activation map that survives in the mix, not the share of
+pixels. On fine-grained data, where a small part decides the class, this keeps the
+label tied to what the mixed image actually shows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fgvc_mix.mixing.batch import MixedBatch
+from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, paste, random_partner
+
+SAME_LABEL_RULES = ("sum", "keep")
+
+
+def _mass_inside(maps: Tensor, boxes: Tensor) -> Tensor:
+    """Sum of each (H, W) map inside its box, as one einsum over row and column masks."""
+    row_in, col_in = box_masks(boxes.to(maps.device), maps.shape[1], maps.shape[2])
+    return torch.einsum("bhw,bh,bw->b", maps, row_in.to(maps.dtype), col_in.to(maps.dtype))
+
+
+def snapmix_weights(cams: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> tuple[Tensor, Tensor]:
+    """``lam_a[i] = 1 - cams[i]`` summed inside ``box_a[i]``; ``lam_b[i] = cams[partner[i]]`` inside ``box_b[i]``.
+
+    ``cams`` are normalised maps (B, H, W) as returned by ``class_activation_maps``.
+    """
+    cams = cams.float()
+    lam_a = 1.0 - _mass_inside(cams, box_a)
+    lam_b = _mass_inside(cams[partner.to(cams.device)], box_b)
+    return lam_a, lam_b
+
+
+def snapmix(
+    images: Tensor,
+    targets: Tensor,
+    cams: Tensor,
+    *,
+    beta: float = 5.0,
+    per_sample: bool = False,
+    same_label: str = "sum",
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Mix a batch with SnapMix given each image's normalised target-class CAM (B, H, W).
+
+    Paper semantics (the authors' code): two independent lambdas from Beta(beta, beta),
+    one per box; the partner from a random permutation; a pair with an empty box is
+    not mixed (weights 1 and 0); with ``same_label="sum"`` a pair with equal labels
+    gets ``lam_a = lam_b = lam_a + lam_b`` as the authors chose (``"keep"`` leaves
+    the weights as computed). ``per_sample=True`` draws boxes and lambdas per image.
+    """
+    if same_label not in SAME_LABEL_RULES:
+        raise ValueError(f"same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
+    batch_size, _, height, width = images.shape
+    box_a = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    box_b = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    partner = random_partner(batch_size, generator, images.device)
+    active = (box_areas(box_a) > 0) & (box_areas(box_b) > 0)
+    box_a = box_a * active[:, None]
+    box_b = box_b * active[:, None]
+
+    mixed = paste(images, partner, box_a, box_b)  # boxes still where they were drawn: paste can read them
+    box_a, box_b, active = box_a.to(images.device), box_b.to(images.device), active.to(images.device)
+    lam_a, lam_b = snapmix_weights(cams, partner, box_a, box_b)
+    targets_b = targets[partner]
+    if same_label == "sum":
+        same = (targets == targets_b) & active
+        total = lam_a + lam_b
+        lam_a = torch.where(same, total, lam_a)
+        lam_b = torch.where(same, total, lam_b)
+    return MixedBatch(mixed, targets, targets_b, lam_a, lam_b, partner, box_a, box_b)

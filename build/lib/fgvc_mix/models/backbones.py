@@ -1,0 +1,297 @@
+"""Backbones split before their last stage, so they give both the last and the penultimate feature map.
+
+SnapMix reads CAMs off the last map; the paper's mid-level branch ("Baseline+")
+classifies from the penultimate one (layer3 of a ResNet). Every builder here keeps
+a CNN's spatial output: ResNet, DenseNet, Inception-v3, EfficientNet and ConvNeXt
+from torchvision, and any convolutional timm model (``timm_backbone``). Vision
+transformers are refused: SnapMix needs a spatial feature map and a linear head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchvision.models.inception import InceptionAux
+
+# Name prefixes of transformer families (torchvision and timm): their tokens have no CAM-ready spatial map.
+TRANSFORMER_PREFIXES = (
+    "vit", "deit", "beit", "swin", "eva", "cait", "xcit", "crossvit", "pvt", "twins", "tnt", "mvit", "flexivit",
+    "maxxvit", "samvit", "hiera", "levit", "coat_", "visformer", "sequencer", "mixer", "gmlp", "resmlp",
+)  # fmt: skip
+
+
+def reject_transformer(name: str) -> None:
+    """A clear error for models whose features are tokens rather than a CNN's spatial feature map."""
+    if name.lower().startswith(TRANSFORMER_PREFIXES):
+        raise ValueError(
+            f"model.name={name!r} is a transformer/MLP model without a spatial feature map: SnapMix needs a CNN "
+            "with a spatial feature map and a linear head (its CAMs weight the last feature map by the head). "
+            "Choose a convolutional backbone, e.g. model=resnet50 or model=timm model.name=convnext_tiny"
+        )
+
+
+class Backbone(nn.Module):
+    """``body`` (up to the stage before last) then ``last_stage``; ``forward`` gives the last feature map.
+
+    ``aux`` (Inception-v3's auxiliary classifier without its ImageNet ``fc``) maps the
+    penultimate map to ``aux_channels`` features; the classifier adds its linear layer.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        last_stage: nn.Module,
+        mid_channels: int,
+        out_channels: int,
+        aux: nn.Module | None = None,
+        aux_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.last_stage = last_stage
+        self.mid_channels = mid_channels
+        self.out_channels = out_channels
+        self.aux = aux
+        self.aux_channels = aux_channels
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.last_stage(self.body(images))
+
+    def forward_stages(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(penultimate, last) feature maps."""
+        mid = self.body(images)
+        return mid, self.last_stage(mid)
+
+
+def small_cnn(pretrained: bool = False, weights_path: str | None = None, width: int = 32) -> Backbone:
+    """Four stages of two conv-BN-ReLU (``width`` x 1, 2, 4, 8 channels), three 2x poolings: an 8x8 map at 64 px.
+
+    For the synthetic demo on a CPU: a ResNet's 32x downsampling leaves a 2x2 map at 64 px,
+    too coarse for CAMs to locate small parts.
+    """
+    if pretrained or weights_path:
+        raise ValueError("model=small_cnn has no pretrained weights; set model.pretrained=false, weights_path=null")
+    stages: list[nn.Module] = []
+    in_channels = 3
+    for stage in range(4):
+        channels = width * 2**stage
+        layers: list[nn.Module] = [nn.MaxPool2d(2)] if stage > 0 else []
+        for _ in range(2):
+            layers += [nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)]
+            layers += [nn.BatchNorm2d(channels), nn.ReLU(True)]
+            in_channels = channels
+        stages.append(nn.Sequential(*layers))
+    return Backbone(nn.Sequential(*stages[:3]), stages[3], mid_channels=width * 4, out_channels=width * 8)
+
+
+def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, classifier_prefix: str) -> None:
+    """Load a local torchvision state dict (for offline clusters); only the ImageNet classifier may be absent."""
+    path = Path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model.weights_path={path} does not exist: point it at a saved state dict of torchvision's {name}, "
+            "or set model.weights_path=null"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, _ = model.load_state_dict(state, strict=False)
+    missing = [key for key in missing if not key.startswith(classifier_prefix)]
+    if missing:
+        raise ValueError(f"model.weights_path={path} is not a torchvision {name} state dict: missing {missing[:5]}")
+
+
+def _torchvision_model(
+    name: str, pretrained: bool, weights_path: str | None, classifier_prefix: str, **kwargs
+) -> nn.Module:
+    """torchvision's ``name``; ``kwargs`` go to its constructor (e.g. DenseNet's ``memory_efficient``)."""
+    model = getattr(torchvision.models, name)(weights="DEFAULT" if pretrained and not weights_path else None, **kwargs)
+    if weights_path:
+        load_torchvision_weights(model, weights_path, name, classifier_prefix)
+    return model
+
+
+def resnet(name: str) -> Callable[..., Backbone]:
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights_path, "fc.", **options)
+        body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+        return Backbone(body, net.layer4, net.layer4[0].conv1.in_channels, net.fc.in_features)
+
+    return build
+
+
+def densenet(name: str) -> Callable[..., Backbone]:
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        features = _torchvision_model(name, pretrained, weights_path, "classifier.", **options).features
+        body = features[:10]  # conv0 .. transition3
+        # torchvision applies the final ReLU functionally in DenseNet.forward; the CAMs need it in the map.
+        last = nn.Sequential(features.denseblock4, features.norm5, nn.ReLU(inplace=True))
+        mid_channels = features.denseblock4.denselayer1.norm1.num_features
+        return Backbone(body, last, mid_channels, features.norm5.num_features)
+
+    return build
+
+
+class InceptionInput(nn.Module):
+    """Re-normalise ImageNet-normalised images to the [-1, 1] range Google's Inception-v3 weights expect.
+
+    torchvision's ``transform_input`` (on for the pretrained weights, as in the authors' code).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
+        self.register_buffer("scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return images * self.scale + self.shift
+
+
+class InceptionAuxFeatures(nn.Module):
+    """Inception-v3's auxiliary branch on Mixed_6e without its ``fc``: 768 pooled features.
+
+    Below 299 px (Mixed_6e under 17x17) the 5x5/3 average pool would leave too little for
+    its 5x5 convolution, so small maps are pooled adaptively to 5x5 instead (tests, tiny inputs).
+    """
+
+    def __init__(self, aux: InceptionAux) -> None:
+        super().__init__()
+        self.conv0 = aux.conv0
+        self.conv1 = aux.conv1
+
+    def forward(self, features: Tensor) -> Tensor:
+        small = min(features.shape[-2:]) < 17
+        features = F.adaptive_avg_pool2d(features, 5) if small else F.avg_pool2d(features, kernel_size=5, stride=3)
+        return F.adaptive_avg_pool2d(self.conv1(self.conv0(features)), 1).flatten(1)
+
+
+def inception_v3(pretrained: bool = False, weights_path: str | None = None, aux_logits: bool = True) -> Backbone:
+    """Inception-v3 split after Mixed_6e; ``aux_logits`` keeps its auxiliary classifier (0.4x loss, as the authors)."""
+    # The ImageNet weights come with the auxiliary branch; from scratch, Google's initialisation.
+    init = {} if pretrained and not weights_path else {"init_weights": not weights_path}
+    net = _torchvision_model("inception_v3", pretrained, weights_path, "fc.", aux_logits=True, **init)
+    stem = [InceptionInput()] if pretrained or weights_path else []
+    names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3"]
+    names += [
+        "maxpool2",
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+    ]
+    body = nn.Sequential(*stem, *(getattr(net, n) for n in names))
+    last = nn.Sequential(net.Mixed_7a, net.Mixed_7b, net.Mixed_7c)
+    aux = InceptionAuxFeatures(net.AuxLogits) if aux_logits else None
+    return Backbone(body, last, 768, net.fc.in_features, aux, net.AuxLogits.fc.in_features if aux_logits else 0)
+
+
+def efficientnet(name: str) -> Callable[..., Backbone]:
+    """Split before the stride-32 stages (as layer4 of a ResNet): stages 6, 7 and the final 1x1 conv are last."""
+
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights_path, "classifier.", **options)
+        body, last = net.features[:6], net.features[6:]
+        return Backbone(body, last, net.features[5][-1].out_channels, net.classifier[1].in_features)
+
+    return build
+
+
+def convnext(name: str) -> Callable[..., Backbone]:
+    """Split before the last downsampling; the map is the last stage's output.
+
+    torchvision's ConvNeXt pools, then applies a LayerNorm, then its Linear. The CAM
+    needs the head linear in the feature map, so that LayerNorm (and its ImageNet
+    weights) is dropped: our head is average pool + Linear on the raw last stage.
+    """
+
+    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
+        net = _torchvision_model(name, pretrained, weights_path, "classifier.", **options)
+        body, last = net.features[:6], net.features[6:]
+        return Backbone(body, last, net.features[6][0].normalized_shape[0], net.classifier[2].in_features)
+
+    return build
+
+
+class TimmBackbone(Backbone):
+    """A timm ``features_only`` model returning its last two feature maps (penultimate, last)."""
+
+    def __init__(self, net: nn.Module, name: str) -> None:
+        mid_channels, out_channels = net.feature_info.channels()
+        super().__init__(net, nn.Identity(), mid_channels, out_channels)
+        self.name = name
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.forward_stages(images)[1]
+
+    def forward_stages(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        mid, last = self.body(images)
+        if last.ndim != 4:
+            raise ValueError(
+                f"timm model {self.name!r} gives {last.ndim}-D features, not a (B, C, h, w) map: SnapMix needs a "
+                "CNN with a spatial feature map and a linear head; choose a convolutional timm model"
+            )
+        return mid, last
+
+
+def timm_backbone(name: str, pretrained: bool = False, weights_path: str | None = None) -> TimmBackbone:
+    """Any convolutional timm model by its timm name; ``weights_path`` loads a local timm checkpoint file."""
+    reject_transformer(name)
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(
+            f"model=timm model.name={name} needs the optional timm package: pip install 'fgvc_mix[timm]'"
+        ) from None
+    if weights_path and not Path(weights_path).is_file():
+        raise FileNotFoundError(f"model.weights_path={weights_path} does not exist: point it at a timm checkpoint")
+    try:
+        net = timm.create_model(
+            name,
+            pretrained=bool(pretrained or weights_path),
+            pretrained_cfg_overlay={"file": weights_path} if weights_path else None,
+            features_only=True,
+            out_indices=(-2, -1),
+        )
+    except RuntimeError as error:  # timm's "Unknown model" and "features_only not implemented"
+        raise ValueError(f"model.name={name!r}: timm cannot build it as a feature extractor ({error})") from None
+    if any(module_name.endswith("patch_embed") for module_name, _ in net.named_modules()):
+        reject_transformer("vit")  # a patch-embedding transformer under another name
+    return TimmBackbone(net, name)
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "small_cnn": small_cnn,
+    **{name: resnet(name) for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
+    **{name: densenet(name) for name in ("densenet121", "densenet161", "densenet201")},
+    "inception_v3": inception_v3,
+    **{name: efficientnet(name) for name in ("efficientnet_b0", "efficientnet_b3")},
+    "convnext_tiny": convnext("convnext_tiny"),
+}
+
+
+def build_backbone(
+    name: str, pretrained: bool = False, weights_path: str | None = None, source: str = "builtin", **options
+) -> Backbone:
+    """The backbone ``name``; ``options`` go to its builder (e.g. ``small_cnn``'s ``width``).
+
+    ``source="timm"`` takes ``name`` as a timm model name instead of a key of ``BACKBONES``.
+    """
+    if source == "timm":
+        return timm_backbone(name, pretrained, weights_path, **options)
+    if source != "builtin":
+        raise ValueError(f"model.source={source!r} is not known; choose builtin (the BACKBONES names) or timm")
+    reject_transformer(name)
+    if name not in BACKBONES:
+        raise ValueError(
+            f"model.name={name!r} is not a known backbone; choose one of {sorted(BACKBONES)}, "
+            "or any convolutional timm model with model=timm model.name=<timm name>"
+        )
+    return BACKBONES[name](pretrained=pretrained, weights_path=weights_path, **options)

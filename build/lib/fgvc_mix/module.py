@@ -1,0 +1,289 @@
+"""The LightningModule: SnapMix (or CutMix, Mixup, none) inside ``training_step``.
+
+The model, mixer and optimiser are built here from their configs (plain dicts with
+``_target_``), and ``save_hyperparameters()`` stores those configs, so a checkpoint
+alone rebuilds the whole module: ``FGVCModule.load_from_checkpoint(path)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from fgvc_mix.config import build_from_config
+from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
+from fgvc_mix.models import FGVCClassifier
+from fgvc_mix.models.batchnorm_folding import conv_batchnorm_pairs, folded_batchnorm
+
+log = logging.getLogger(__name__)
+NONFINITE_LOSS_ACTIONS = ("stop", "skip")
+
+
+def _plain(config: Any) -> Any:
+    """Hydra configs become plain containers, so checkpoints hold no OmegaConf objects."""
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+def random_states() -> dict[str, Any]:
+    """The global CPU RNG states (torch, numpy, random) as plain types that ``weights_only`` loading accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    random.setstate(states["python"])
+
+
+def batchnorm_buffers(model: nn.Module, clone: bool = False) -> list[Tensor]:
+    """Running means, variances and batch counters of every BatchNorm layer."""
+    buffers = [
+        buffer
+        for layer in model.modules()
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        for buffer in layer.buffers()
+    ]
+    return [b.clone() for b in buffers] if clone else buffers
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with batch statistics but leave running stats and counters untouched.
+
+    With ``track_running_stats`` off, a BatchNorm in training mode passes no running
+    buffers to ``F.batch_norm`` and skips its batch counter; the buffers stay as they were.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Temporarily switch ``model`` to eval mode (BatchNorm running statistics, no dropout)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Top-1, top-5 and mean per-class accuracy, named ``<prefix>acc`` etc."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class FGVCModule(pl.LightningModule):
+    """Fine-grained classifier trained with a mixer; validation and test never mix."""
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        mix: dict[str, Any],
+        optim: dict[str, Any],
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        seed: int = 0,
+        class_names: list[str] | None = None,
+        nonfinite_loss: str = "stop",
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if nonfinite_loss not in NONFINITE_LOSS_ACTIONS:
+            raise ValueError(f"nonfinite_loss must be one of {NONFINITE_LOSS_ACTIONS}, got {nonfinite_loss!r}")
+        model, mix, optim = _plain(model), _plain(mix), _plain(optim)
+        # Hydra configs arrive as DictConfig; the plain containers above are what the checkpoint stores.
+        self.save_hyperparameters(logger=False)
+        self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
+        self.mixer: Mixer = build_from_config(mix)
+        if channels_last:  # batches follow in training_step / _evaluate / forward
+            self.model.to(memory_format=torch.channels_last)
+        self._folding_pairs: list[tuple[str, str]] | None = None  # found on the first mix.cam_bn=eval CAM forward
+        self.skipped_batches = 0
+        self.val_metrics = self._metrics("val")
+        self.test_metrics = self._metrics("test")
+
+    def _metrics(self, stage: str) -> nn.ModuleDict:
+        """``<stage>/acc`` etc. for the prediction; with several heads also ``<stage>/<head>/acc`` for each."""
+        heads = self.model.head_names
+        prefixes = {"prediction": f"{stage}/"}
+        if len(heads) > 1:
+            prefixes.update({head: f"{stage}/{head}/" for head in heads})
+        return nn.ModuleDict(
+            {key: classification_metrics(self.hparams.num_classes, prefix) for key, prefix in prefixes.items()}
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(self.in_model_layout(images))
+
+    def setup(self, stage: str) -> None:
+        # Here, not in on_fit_start: a resumed run restores the generator from its checkpoint
+        # after setup and before on_fit_start.
+        if stage == "fit":
+            self.mixer.reseed(self.hparams.seed, self.global_rank)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The mixer's generator and the global RNGs (shuffling, augmentation), so that a resumed
+        # run draws what the uninterrupted run would have drawn.
+        checkpoint["mixer_generator_state"] = self.mixer.generator.get_state()
+        checkpoint["rng_states"] = random_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Rank 0 wrote the checkpoint with its own generator; other ranks draw a fresh, distinct stream.
+        if self.global_rank == 0 and "mixer_generator_state" in checkpoint:
+            self.mixer.generator.set_state(checkpoint["mixer_generator_state"])
+        else:
+            self.mixer.reseed(self.hparams.seed, self.global_rank, checkpoint.get("global_step", 0))
+        if self.global_rank == 0 and "rng_states" in checkpoint and self._trainer is not None:
+            set_random_states(checkpoint["rng_states"])
+
+    def in_model_layout(self, images: Tensor) -> Tensor:
+        """With ``channels_last``, images become NHWC like the model's weights (a no-op when they already are)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+
+    @torch.no_grad()
+    def target_cams(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Normalised CAMs of each image's target class from a no-grad forward of the clean batch.
+
+        The forward runs under ``torch.inference_mode``, through the backbone only (no
+        mid-level or auxiliary head), in the batch's memory format (``channels_last``)
+        and under whatever autocast training uses (Lightning wraps ``training_step`` in
+        it) unless ``mix.cam_dtype`` asks for one. With ``mix.cam_bn=batch`` BatchNorm
+        uses batch statistics, as the authors' train-mode forward did, without updating
+        the running statistics a second time per step; ``mix.cam_bn=eval`` uses the
+        running statistics, folded into the convolutions. ``mix.cam_resolution``
+        (approximate) runs the forward on a downscaled copy and upsamples the CAMs.
+        """
+        size = tuple(images.shape[-2:])
+        inputs = images
+        resolution = self.mixer.cam_resolution
+        if resolution is not None and resolution < min(size):
+            inputs = F.interpolate(images, scale_factor=resolution / min(size), mode="bilinear", antialias=True)
+        with torch.inference_mode(), self._cam_batchnorm(), self._cam_autocast(images.device):
+            features = self.model.forward_features(inputs)
+        head = self.model.head
+        # Outside inference mode, so the CAMs (and the label weights made from them) are ordinary tensors.
+        return class_activation_maps(features, head.weight, head.bias, targets, size)
+
+    def _cam_batchnorm(self) -> contextlib.AbstractContextManager:
+        if self.mixer.cam_bn == "batch":
+            return frozen_batchnorm_statistics(self.model)
+        if self._folding_pairs is None:
+            self._folding_pairs = conv_batchnorm_pairs(self.model.backbone)
+        stack = contextlib.ExitStack()
+        stack.enter_context(eval_mode(self.model))
+        stack.enter_context(folded_batchnorm(self.model.backbone, self._folding_pairs))
+        return stack
+
+    def _cam_autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        dtype = self.mixer.cam_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=getattr(torch, dtype))
+
+    def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
+        return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
+        images, targets = batch
+        images = self.in_model_layout(images)
+        # A skipped batch must not leave its NaNs in the BatchNorm statistics its forward updated.
+        saved_statistics = batchnorm_buffers(self.model, clone=True) if self.hparams.nonfinite_loss == "skip" else None
+        mixed = self.mix(images, targets)
+        outputs = self.model.forward_heads(mixed.images)
+        loss = sum(
+            self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
+            for head, logits in outputs.items()
+        )
+        if not torch.isfinite(loss):  # one host sync per step, the price of never training on NaN
+            return self._nonfinite(loss, batch_idx, saved_statistics)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
+        # The label weights and boxes go to callbacks (dashboards) through on_train_batch_end's outputs.
+        return {
+            "loss": loss,
+            "lam_a": mixed.lam_a.detach(),
+            "lam_b": mixed.lam_b.detach(),
+            "box_a": mixed.box_a,
+            "box_b": mixed.box_b,
+        }
+
+    def _nonfinite(self, loss: Tensor, batch_idx: int, saved_statistics: list[Tensor] | None) -> None:
+        """Stop (default) before a NaN/Inf loss reaches the weights, or skip the batch if configured."""
+        where = (
+            f"train/loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (batch {batch_idx})"
+        )
+        if saved_statistics is not None:
+            torch._foreach_copy_(batchnorm_buffers(self.model), saved_statistics)
+            self.skipped_batches += 1
+            log.warning("%s: batch skipped (nonfinite_loss=skip), %d so far", where, self.skipped_batches)
+            return None
+        raise FloatingPointError(
+            f"{where}; training stopped before updating the weights, the last checkpoint is the last good one. "
+            "Lower optim.optimizer.lr, or set nonfinite_loss=skip to skip such batches."
+        )
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: nn.ModuleDict) -> Tensor:
+        images, targets = batch
+        outputs = self.model.forward_heads(self.in_model_layout(images))
+        outputs["prediction"] = sum(outputs[head] for head in self.model.head_names)
+        loss = torch.nn.functional.cross_entropy(outputs["prediction"], targets)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=images.shape[0])
+        for key, collection in metrics.items():
+            collection.update(outputs[key], targets)
+            self.log_dict(collection, batch_size=images.shape[0])
+        return outputs["prediction"].argmax(dim=1)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Returns the predicted classes (for the confusion-matrix dashboard)."""
+        return self._evaluate(batch, "test", self.test_metrics)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Named parameter groups (``backbone``, ``head``); a pretrained backbone trains at
+        ``optim.backbone_lr_scale`` times the new layers' learning rate (the paper: 0.1)."""
+        optim = self.hparams.optim
+        optimizer_factory = build_from_config(optim["optimizer"])
+        base_lr = optimizer_factory.keywords["lr"]
+        scale = optim.get("backbone_lr_scale", 1.0) if self.model.pretrained_backbone else 1.0
+        groups = [
+            {"params": list(params), "name": name, "lr": base_lr * (scale if name == "backbone" else 1.0)}
+            for name, params in self.model.parameter_groups().items()
+        ]
+        optimizer = optimizer_factory(groups)
+        if optim.get("scheduler") is None:
+            return {"optimizer": optimizer}
+        scheduler = build_from_config(optim["scheduler"])(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,74 @@
+"""Classify images with a checkpoint: ``python -m fgvc_mix.predict ckpt_path=... images=<folder or file> [top_k=5]``.
+
+Images go through the checkpoint's own evaluation transform (resize, centre crop,
+normalise, as at test time); each image's top-k class names and probabilities are printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from fgvc_mix.config import CONFIG_PATH
+from fgvc_mix.data.image_list import load_rgb_image
+from fgvc_mix.data.transforms import eval_transform
+from fgvc_mix.evaluate import load_checkpoint, predict_probabilities, select_device
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def find_images(images: str | Path) -> list[Path]:
+    """``images`` itself if it is a file, else the image files under the folder (recursively, sorted)."""
+    path = Path(images)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"images={path} does not exist; pass an image file or a folder of images")
+    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not found:
+        raise FileNotFoundError(f"images={path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def predict(
+    ckpt_path: str | Path,
+    images: str | Path,
+    top_k: int = 5,
+    tta: str = "none",
+    accelerator: str = "auto",
+    batch_size: int = 32,
+) -> list[tuple[Path, list[tuple[str, float]]]]:
+    """For each image, its ``top_k`` (class name, probability) pairs, most likely first."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    module, datamodule = load_checkpoint(ckpt_path)
+    device = select_device(accelerator)
+    module.to(device)
+    hp = datamodule.hparams
+    transform = eval_transform(hp.image_size, hp.resize_size, hp.mean, hp.std)
+    num_classes = module.hparams.num_classes
+    class_names = module.hparams.class_names or [str(i) for i in range(num_classes)]
+    paths = find_images(images)
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        batch = torch.stack([transform(load_rgb_image(p)) for p in chunk]).to(device)
+        probabilities, indices = predict_probabilities(module, batch, tta).topk(min(top_k, num_classes), dim=1)
+        for path, probs, classes in zip(chunk, probabilities.tolist(), indices.tolist(), strict=True):
+            results.append((path, [(class_names[c], p) for c, p in zip(classes, probs, strict=True)]))
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    for path, top in predict(cfg.ckpt_path, cfg.images, cfg.top_k, cfg.tta, cfg.accelerator, cfg.batch_size):
+        print(path)
+        for name, probability in top:
+            print(f"  {probability:7.2%}  {name}")
+
+
+if __name__ == "__main__":
+    main()

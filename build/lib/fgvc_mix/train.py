@@ -1,0 +1,107 @@
+"""Hydra entry point: ``python -m fgvc_mix.train [dataset=cub model=resnet50 mix=snapmix ...]``.
+
+With no arguments it trains and tests the embedded synthetic demo. Everything the run
+writes (checkpoints, TensorBoard logs, the resolved config) goes under Hydra's output
+directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from fgvc_mix.config import CONFIG_PATH, build_from_config
+from fgvc_mix.data import FGVCDataModule
+from fgvc_mix.module import FGVCModule
+from fgvc_mix.sweep import write_job_result
+
+TEST_CHECKPOINTS = ("last", "best")
+PROBE_BYTES = 1 << 20  # a checkpoint-sized write would fail the same way on a full disk
+SUMMARY_METRICS = ("val/acc", "test/acc", "test/acc_top5", "test/acc_macro")
+
+
+def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
+    """Module, datamodule and trainer from a composed config; bad options fail here, before training."""
+    if cfg.test_ckpt not in TEST_CHECKPOINTS:
+        raise ValueError(f"test_ckpt must be one of {TEST_CHECKPOINTS}, got {cfg.test_ckpt!r}")
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: FGVCDataModule = build_from_config(cfg.dataset, _convert_="all")
+    datamodule.setup("fit")
+    module = FGVCModule(
+        model=cfg.model,
+        mix=cfg.mix,
+        optim=cfg.optim,
+        num_classes=cfg.dataset.num_classes,
+        label_smoothing=cfg.label_smoothing,
+        seed=cfg.seed,
+        class_names=datamodule.class_names,
+        nonfinite_loss=cfg.nonfinite_loss,
+        channels_last=cfg.get("channels_last", False),
+    )
+    loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    params = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            # Declaring the summary metrics makes TensorBoard's HParams tab compare runs on them.
+            logger.log_hyperparams(params, {m: 0.0 for m in SUMMARY_METRICS})
+        else:
+            logger.log_hyperparams(params)
+    return module, datamodule, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then test the last (default) or best weights; returns the test metrics."""
+    module, datamodule, trainer = build(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    # The weights in memory after fit are the last epoch's; "best" reloads the best checkpoint.
+    test_ckpt = "best" if cfg.test_ckpt == "best" and trainer.checkpoint_callback is not None else None
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
+    return results[0] if results else {}
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """Fail before training, not at the first checkpoint hours later, if outputs cannot be written."""
+    probe = Path(output_dir, ".write_probe")
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(bytes(PROBE_BYTES))
+        probe.unlink()
+    except OSError as error:
+        raise OSError(
+            f"cannot write to the output directory {output_dir} ({error.strerror}); free some space or choose "
+            "another one with hydra.run.dir=<dir> (hydra.sweep.dir=<dir> for -m)"
+        ) from error
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    output_dir = HydraConfig.get().runtime.output_dir
+    check_output_dir(output_dir)
+    try:
+        metrics = train(cfg)
+    except Exception as error:
+        if rank_zero_only.rank == 0:
+            write_job_result(output_dir, None, error)
+        raise
+    if rank_zero_only.rank != 0:  # DDP ranks > 0 re-run this script; rank 0 reports
+        return metrics.get("test/acc")
+    write_job_result(output_dir, metrics)
+    print(f"\nTest metrics ({cfg.test_ckpt} weights):")
+    for name, value in sorted(metrics.items()):
+        print(f"  {name:<18} {value:.4f}")
+    print(f"Outputs (checkpoints, TensorBoard logs, config): {output_dir}")
+    print(f"  tensorboard --logdir {output_dir}")
+    return metrics.get("test/acc")
+
+
+if __name__ == "__main__":
+    main()
