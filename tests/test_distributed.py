@@ -14,7 +14,7 @@ from conftest import TINY_SYNTHETIC, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from fgvc_mix.evaluate import evaluate
+from fgvc_mix.evaluation import evaluate
 from fgvc_mix.train import train
 
 pytestmark = pytest.mark.slow

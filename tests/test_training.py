@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fgvc_mix.evaluate import evaluate, load_checkpoint
+from fgvc_mix.evaluation import evaluate, load_checkpoint
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build, train
 

@@ -13,7 +13,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from fgvc_mix.evaluate import confusion_counts, confusion_matrix_figure
+from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 from fgvc_mix.mixing import MixedBatch, box_areas
 
 

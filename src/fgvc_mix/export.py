@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fgvc_mix.config import CONFIG_PATH
-from fgvc_mix.evaluate import load_checkpoint
+from fgvc_mix.evaluation import load_checkpoint
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 

@@ -48,7 +48,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
 
 from fgvc_mix.config import CONFIG_PATH
-from fgvc_mix.evaluate import load_checkpoint
+from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing import box_areas, snapmix_weights
 from fgvc_mix.mixing.boxes import draw_boxes, random_partner
 from fgvc_mix.mixing.mixers import Mixer
