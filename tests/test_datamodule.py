@@ -29,6 +29,15 @@ def test_cub_loaders_give_normalised_crops(cub_root):  # noqa: F811
     assert datamodule.class_names[0] == "001.Black_footed_Albatross"
 
 
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_drop_last_reaches_only_the_training_loader(cub_root, drop_last):  # noqa: F811
+    """``dataset.drop_last=false`` keeps the last partial training batch, as the authors' loader does."""
+    datamodule = cub_module(cub_root, batch_size=4, drop_last=drop_last)  # 6 training images: batches of 4 and 2
+    datamodule.setup("fit")
+    assert [len(targets) for _, targets in datamodule.train_dataloader()] == ([4] if drop_last else [4, 2])
+    assert not datamodule.val_dataloader().drop_last
+
+
 def test_holdout_validation_is_stratified_and_disjoint(cub_root):  # noqa: F811
     datamodule = cub_module(cub_root, val_source="holdout", val_fraction=0.34)
     datamodule.setup("fit")

@@ -48,6 +48,7 @@ def export(ckpt_path: str | Path, format: str = "torchscript", output: str | Pat
         "output": "prediction logits (B, num_classes)",
         "image_size": hp.image_size,
         "resize_size": hp.resize_size,
+        "resize": hp.resize,  # square: warp to resize_size^2; shorter: shorter side to resize_size
         "mean": list(hp.mean),
         "std": list(hp.std),
         "class_names": module.hparams.class_names,

@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 
 from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.data.image_list import load_rgb_image
-from fgvc_mix.data.transforms import eval_transform
 from fgvc_mix.evaluation import load_checkpoint, predict_probabilities, select_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -47,8 +46,7 @@ def predict(
     module, datamodule = load_checkpoint(ckpt_path)
     device = select_device(accelerator)
     module.to(device)
-    hp = datamodule.hparams
-    transform = eval_transform(hp.image_size, hp.resize_size, hp.mean, hp.std)
+    transform = datamodule.transform(train=False)
     num_classes = module.hparams.num_classes
     class_names = module.hparams.class_names or [str(i) for i in range(num_classes)]
     paths = find_images(images)

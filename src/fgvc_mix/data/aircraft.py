@@ -7,7 +7,9 @@ Classification of Aircraft, arXiv:1306.5151, 2013).
 
 Class names contain spaces and slashes (``1042824 Cessna 172``, ``0062765 F/A-18``), so
 each line is split once. Every image carries a 20-pixel copyright banner at the bottom,
-which the dataset's README asks users to remove; it is cropped before the transform.
+which the dataset's README asks users to remove; with ``crop_banner`` (the default) it is
+cropped before the transform. The SnapMix authors keep it, so the paper recipes set
+``dataset.options.crop_banner=false``.
 ``dataset.root`` may be ``fgvc-aircraft-2013b/``, its ``data/`` folder, or their parent.
 """
 

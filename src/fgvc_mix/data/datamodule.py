@@ -9,11 +9,18 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2
 
 from fgvc_mix.data.image_list import DatasetError
 from fgvc_mix.data.registry import DATASETS, build_dataset
 from fgvc_mix.data.synthetic import SyntheticFGVC
-from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from fgvc_mix.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_resize_mode,
+    eval_transform,
+    train_transform,
+)
 
 VAL_SOURCES = ("test", "official", "holdout")
 DATASET_NAMES = ("synthetic", *DATASETS)
@@ -27,7 +34,9 @@ class FGVCDataModule(pl.LightningDataModule):
     validation split (Aircraft, Flowers with ``use_val``; the synthetic data), and
     ``holdout`` a stratified ``val_fraction`` of the training split held out with a
     fixed seed. ``options`` go to the dataset class (Aircraft's ``level``, the
-    synthetic data's sizes, ``skip_bad_images``...).
+    synthetic data's sizes, ``skip_bad_images``...). ``resize`` is ``square`` or ``shorter``
+    (see :mod:`fgvc_mix.data.transforms`). ``drop_last`` drops the last partial training
+    batch; the authors keep it, and the paper recipes set ``dataset.drop_last=false``.
     """
 
     def __init__(
@@ -37,9 +46,11 @@ class FGVCDataModule(pl.LightningDataModule):
         root: str | None = None,
         image_size: int = 448,
         resize_size: int = 512,
+        resize: str = "square",
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
+        drop_last: bool = True,
         val_source: str = "test",
         val_fraction: float = 0.1,
         mean: tuple[float, ...] = IMAGENET_MEAN,
@@ -56,6 +67,7 @@ class FGVCDataModule(pl.LightningDataModule):
                 f"dataset.image_size={image_size} (the crop) is larger than dataset.resize_size={resize_size}; "
                 "set resize_size >= image_size"
             )
+        check_resize_mode(resize)
         if val_source not in VAL_SOURCES:
             raise ValueError(f"dataset.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
         if not 0.0 < val_fraction < 1.0:
@@ -64,10 +76,15 @@ class FGVCDataModule(pl.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.class_names: list[str] = []
 
-    def _build(self, split: str, train: bool) -> Dataset:
+    def transform(self, train: bool) -> v2.Compose:
+        """The training (random crop, flip) or evaluation (centre crop) pipeline of these settings."""
         hp = self.hparams
         build_transform = train_transform if train else eval_transform
-        transform = build_transform(hp.image_size, hp.resize_size, hp.mean, hp.std)
+        return build_transform(hp.image_size, hp.resize_size, hp.mean, hp.std, resize=hp.resize)
+
+    def _build(self, split: str, train: bool) -> Dataset:
+        hp = self.hparams
+        transform = self.transform(train)
         options = dict(hp.options or {})
         if hp.name == "synthetic":
             sizes = {s: options.pop(f"{s}_size") for s in ("train", "val", "test")}
@@ -108,7 +125,7 @@ class FGVCDataModule(pl.LightningDataModule):
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
             shuffle=train,
             sampler=UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed_eval else None,
-            drop_last=train,  # a 1-image last batch would break BatchNorm in training
+            drop_last=train and hp.drop_last,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
