@@ -48,7 +48,7 @@ def soft_target(mixed: MixedBatch) -> torch.Tensor:
 
 def force_our_draws(monkeypatch, module, partner: torch.Tensor, boxes=None, lam=None) -> None:
     """Make ``module``'s ``cutmix`` / ``mixup`` use these boxes (B, 4), lambdas (float64) and partners."""
-    monkeypatch.setattr(module, "random_partner", lambda batch_size, generator, device: partner.to(device))
+    monkeypatch.setattr(module, "random_partner", lambda batch_size, generator: partner)
     if boxes is not None:
         monkeypatch.setattr(module, "draw_boxes", lambda *args: boxes)
     if lam is not None:

@@ -1,11 +1,15 @@
 """Random boxes, Beta draws and batched pasting shared by CutMix and SnapMix.
 
 Boxes are (N, 4) int64 tensors ``[x1, y1, x2, y2)`` in pixels, half-open; x runs
-along the width. They are drawn on the generator's device (the CPU) and moved to
-the images' device, so nothing here waits on the accelerator.
+along the width. Boxes, lambdas and partners are drawn on the generator's device (the
+CPU), where batch-mode boxes stay as Python ints for slicing; what the device needs of
+them travels in one non-blocking copy (``to_device``), so nothing here waits on the
+accelerator.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,10 +62,44 @@ def draw_boxes(
     return random_boxes(lam, height, width, generator).expand(batch_size, 4)
 
 
-def random_partner(batch_size: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """Each image's partner from a random permutation, drawn on the generator's device, moved to ``device``."""
+def random_partner(batch_size: int, generator: torch.Generator | None, device: torch.device | None = None) -> Tensor:
+    """Each image's partner from a random permutation, drawn on the generator's device (and moved to
+    ``device`` when given; the mixers instead move it with their other draws in one copy)."""
     draw_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randperm(batch_size, generator=generator, device=draw_device).to(device)
+    partner = torch.randperm(batch_size, generator=generator, device=draw_device)
+    return partner if device is None else to_device([partner], device)[0]
+
+
+STAGING_ALIGNMENT = 16  # bytes: every dtype's element size divides it, so each packed slice can be viewed back
+
+
+def to_device(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
+    """``tensors`` on ``device`` in one non-blocking copy, so host-drawn values never stall the stream.
+
+    A plain ``.to(device)`` of each would be one pageable, synchronising copy apiece. The
+    tensors are packed byte-wise into one staging buffer (pinned on CUDA), copied once
+    asynchronously and viewed back as their own dtypes and shapes: views of one buffer.
+    Tensors already on ``device`` are returned as they are.
+    """
+    device = torch.device(device)
+    moving = [index for index, tensor in enumerate(tensors) if tensor.device != device]
+    result = list(tensors)
+    if not moving:
+        return result
+    if device.type == "cpu":  # device values to the host: a synchronisation that no caller here makes
+        return [tensor.to(device) for tensor in tensors]
+    chunks = [tensors[index].reshape(-1).view(torch.uint8) for index in moving]
+    offsets = [0]
+    for chunk in chunks:
+        offsets.append(offsets[-1] + -(-chunk.numel() // STAGING_ALIGNMENT) * STAGING_ALIGNMENT)
+    staging = torch.empty(offsets[-1], dtype=torch.uint8, pin_memory=device.type == "cuda")
+    for chunk, offset in zip(chunks, offsets, strict=False):
+        staging[offset : offset + chunk.numel()].copy_(chunk)
+    packed = staging.to(device, non_blocking=True)
+    for index, chunk, offset in zip(moving, chunks, offsets, strict=False):
+        source = tensors[index]
+        result[index] = packed[offset : offset + chunk.numel()].view(source.dtype).view(source.shape)
+    return result
 
 
 def box_areas(boxes: Tensor) -> Tensor:
@@ -101,11 +139,10 @@ def paste(images: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor) -> Tens
     per-image sampling grids: no Python loop over the batch, no device synchronisation.
     """
     if _shared_host_boxes(box_a, box_b):
-        return _paste_shared_boxes(images, partner.to(images.device), box_a[0].tolist(), box_b[0].tolist())
+        (partner,) = to_device([partner], images.device)
+        return _paste_shared_boxes(images, partner, box_a[0].tolist(), box_b[0].tolist())
     _, _, height, width = images.shape
-    box_a = box_a.to(images.device)
-    box_b = box_b.to(images.device)
-    partner = partner.to(images.device)
+    box_a, box_b, partner = to_device([box_a, box_b, partner], images.device)
     width_a, height_a = box_a[:, 2] - box_a[:, 0], box_a[:, 3] - box_a[:, 1]
     width_b, height_b = box_b[:, 2] - box_b[:, 0], box_b[:, 3] - box_b[:, 1]
     active = (width_a > 0) & (height_a > 0) & (width_b > 0) & (height_b > 0)
@@ -136,14 +173,19 @@ def _shared_host_boxes(box_a: Tensor, box_b: Tensor) -> bool:
 
 
 def _paste_shared_boxes(images: Tensor, partner: Tensor, box_a: list[int], box_b: list[int]) -> Tensor:
-    """``paste`` for one pair of boxes shared by the batch: the authors' slice + ``F.interpolate``."""
+    """``paste`` for one pair of boxes shared by the batch: the authors' slice + ``F.interpolate``.
+
+    Boxes of equal size (CutMix's, always) copy the partner's pixels exactly, with no resampling.
+    """
     xa1, ya1, xa2, ya2 = box_a
     xb1, yb1, xb2, yb2 = box_b
     mixed = images.clone()
     if min(xa2 - xa1, ya2 - ya1, xb2 - xb1, yb2 - yb1) > 0:
         patch = images[partner, :, yb1:yb2, xb1:xb2]
         size = (ya2 - ya1, xa2 - xa1)
-        mixed[:, :, ya1:ya2, xa1:xa2] = F.interpolate(patch, size=size, mode="bilinear", align_corners=True)
+        if patch.shape[-2:] != size:
+            patch = F.interpolate(patch, size=size, mode="bilinear", align_corners=True)
+        mixed[:, :, ya1:ya2, xa1:xa2] = patch
     return mixed
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, random_partner
+from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, paste, random_partner, to_device
 
 
 def cutmix(
@@ -23,11 +23,14 @@ def cutmix(
 ) -> MixedBatch:
     """Mix a batch with CutMix; ``alpha`` is the Beta(alpha, alpha) concentration of lambda."""
     batch_size, _, height, width = images.shape
-    boxes = draw_boxes(batch_size, height, width, alpha, per_sample, generator).to(images.device)
-    partner = random_partner(batch_size, generator, images.device)
+    host_boxes = draw_boxes(batch_size, height, width, alpha, per_sample, generator)
+    partner, boxes = to_device([random_partner(batch_size, generator), host_boxes], images.device)
 
     # Equal boxes need no resampling: copy the partner's pixels exactly, as timm and torchvision do.
-    row_in, col_in = box_masks(boxes, height, width)
-    mixed = torch.where((row_in[:, :, None] & col_in[:, None, :])[:, None], images[partner], images)
+    if per_sample:
+        row_in, col_in = box_masks(boxes, height, width)
+        mixed = torch.where((row_in[:, :, None] & col_in[:, None, :])[:, None], images[partner], images)
+    else:  # one box on the host: a slice copy
+        mixed = paste(images, partner, host_boxes, host_boxes)
     lam_b = (box_areas(boxes) / (height * width)).float()
     return MixedBatch(mixed, targets, targets[partner], 1.0 - lam_b, lam_b, partner, boxes, boxes)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import random_partner, sample_beta
+from fgvc_mix.mixing.boxes import random_partner, sample_beta, to_device
 
 
 def mixup(
@@ -20,8 +20,8 @@ def mixup(
     """``lam * x + (1 - lam) * x[partner]`` with ``lam ~ Beta(alpha, alpha)``, one per batch or per image."""
     batch_size = images.shape[0]
     lam = sample_beta(alpha, (batch_size if per_sample else 1,), generator).float()
-    partner = random_partner(batch_size, generator, images.device)
-    lam = lam.to(images.device).expand(batch_size)
+    lam, partner = to_device([lam, random_partner(batch_size, generator)], images.device)
+    lam = lam.expand(batch_size)
 
     weight = lam.to(images.dtype)[:, None, None, None]
     mixed = weight * images + (1.0 - weight) * images[partner]

@@ -13,14 +13,14 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, paste, random_partner
+from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, paste, random_partner, to_device
 
 SAME_LABEL_RULES = ("sum", "keep")
 
 
 def _mass_inside(maps: Tensor, boxes: Tensor) -> Tensor:
     """Sum of each (H, W) map inside its box, as one einsum over row and column masks."""
-    row_in, col_in = box_masks(boxes.to(maps.device), maps.shape[1], maps.shape[2])
+    row_in, col_in = box_masks(boxes, maps.shape[1], maps.shape[2])
     return torch.einsum("bhw,bh,bw->b", maps, row_in.to(maps.dtype), col_in.to(maps.dtype))
 
 
@@ -30,8 +30,9 @@ def snapmix_weights(cams: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor)
     ``cams`` are normalised maps (B, H, W) as returned by ``class_activation_maps``.
     """
     cams = cams.float()
+    partner, box_a, box_b = to_device([partner, box_a, box_b], cams.device)
     lam_a = 1.0 - _mass_inside(cams, box_a)
-    lam_b = _mass_inside(cams[partner.to(cams.device)], box_b)
+    lam_b = _mass_inside(cams[partner], box_b)
     return lam_a, lam_b
 
 
@@ -56,19 +57,20 @@ def snapmix(
     if same_label not in SAME_LABEL_RULES:
         raise ValueError(f"same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
     batch_size, _, height, width = images.shape
-    box_a = draw_boxes(batch_size, height, width, beta, per_sample, generator)
-    box_b = draw_boxes(batch_size, height, width, beta, per_sample, generator)
-    partner = random_partner(batch_size, generator, images.device)
-    active = (box_areas(box_a) > 0) & (box_areas(box_b) > 0)
-    box_a = box_a * active[:, None]
-    box_b = box_b * active[:, None]
+    host_a = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    host_b = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    partner = random_partner(batch_size, generator)
+    active = (box_areas(host_a) > 0) & (box_areas(host_b) > 0)
+    host_a = host_a * active[:, None]
+    host_b = host_b * active[:, None]
+    partner, box_a, box_b = to_device([partner, host_a, host_b], images.device)
 
-    mixed = paste(images, partner, box_a, box_b)  # boxes still where they were drawn: paste can read them
-    box_a, box_b, active = box_a.to(images.device), box_b.to(images.device), active.to(images.device)
+    # Batch mode pastes with the host boxes (Python ints for slicing), per-image mode with the device's.
+    mixed = paste(images, partner, box_a, box_b) if per_sample else paste(images, partner, host_a, host_b)
     lam_a, lam_b = snapmix_weights(cams, partner, box_a, box_b)
     targets_b = targets[partner]
     if same_label == "sum":
-        same = (targets == targets_b) & active
+        same = (targets == targets_b) & (box_areas(box_a) > 0)  # inactive pairs had both boxes emptied
         total = lam_a + lam_b
         lam_a = torch.where(same, total, lam_a)
         lam_b = torch.where(same, total, lam_b)
