@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from conftest import compose_config
 
+from fgvc_mix.config import build_from_config
 from fgvc_mix.models import build_classifier
 
 
@@ -35,6 +37,14 @@ def test_mid_level_branch_sums_logits_and_detaches(detach):
     groups = model.parameter_groups()
     head_params = {id(p) for p in groups["head"]}
     assert {id(p) for p in model.mid_level.parameters()} <= head_params
+
+
+@pytest.mark.parametrize(("name", "width"), [("resnet18", 256), ("resnet34", 256), ("resnet50", 1024)])
+def test_model_configs_make_the_mid_level_branch_as_wide_as_layer3(name, width, tmp_path):
+    """The authors' Baseline+ branch is a 1x1 conv from layer3's width to the same width (their ``mid_dim``)."""
+    cfg = compose_config([f"model={name}", "model.pretrained=false", "model.mid_level=true"], tmp_path)
+    conv = build_from_config(cfg.model, num_classes=4).mid_level.conv[0]
+    assert conv.in_channels == conv.out_channels == width
 
 
 def test_weights_path_loads_a_torchvision_state_dict(tmp_path):
