@@ -52,6 +52,7 @@ def test_recipe_composes_with_the_authors_settings(name, tmp_path):
         assert (cfg.mix.beta, cfg.mix.prob) == (5.0, 0.5 if scratch else 1.0)
     optim = cfg.optim
     assert optim.optimizer.lr == 0.01 and optim.optimizer.nesterov and optim.optimizer.weight_decay == 1e-4
+    assert optim.optimizer.momentum == 0.9 and optim.scheduler.gamma == 0.1
     assert optim.epochs == cfg.trainer.max_epochs == (300 if scratch else 200)
     assert optim.backbone_lr_scale == (1.0 if scratch else 0.1)
     assert list(optim.scheduler.milestones) == ([150, 225, 270] if scratch else [80, 150, 180])
