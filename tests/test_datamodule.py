@@ -49,6 +49,18 @@ def test_holdout_validation_is_stratified_and_disjoint(cub_root):  # noqa: F811
     assert sorted([0, 0, 0, 0, 1, 1, 1, 1, 2][i] for i in held) == [0, 1]  # one per class; singletons stay in train
 
 
+def test_synthetic_builds_through_the_registry_without_a_root():
+    sizes = {"train_size": 6, "val_size": 3, "test_size": 4}
+    datamodule = FGVCDataModule(
+        name="synthetic", num_classes=3, image_size=32, resize_size=32, val_source="official", options=sizes
+    )
+    datamodule.setup("fit")
+    assert [len(datamodule.datasets[s]) for s in ("train", "val", "test")] == [6, 3, 4]
+    image, label = datamodule.datasets["val"][0]
+    assert image.shape == (3, 32, 32) and label == datamodule.datasets["val"].targets[0]
+    assert len(datamodule.class_names) == 3
+
+
 def test_wrong_class_count_and_bad_options_are_reported(cub_root, tmp_path):  # noqa: F811
     with pytest.raises(DatasetError, match=r"set dataset\.num_classes=3"):
         cub_module(cub_root, num_classes=200).setup("fit")

@@ -15,10 +15,11 @@ from fgvc_mix.data.aircraft import FGVCAircraft
 from fgvc_mix.data.cars import StanfordCars
 from fgvc_mix.data.cub import CUB200
 from fgvc_mix.data.dogs import StanfordDogs
+from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.data.flowers102 import Flowers102
-from fgvc_mix.data.image_list import DatasetError
 from fgvc_mix.data.nabirds import NABirds
 from fgvc_mix.data.registry import DATASETS, build_dataset
+from fgvc_mix.data.synthetic import SyntheticFGVC
 
 #: Per dataset: its download page and one line of the expected tree, both shown by layout errors.
 DOWNLOAD = {
@@ -419,10 +420,21 @@ def test_dogs_errors(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- registry
 
 
+READERS = {
+    "cub": CUB200,
+    "cars": StanfordCars,
+    "aircraft": FGVCAircraft,
+    "flowers102": Flowers102,
+    "dogs": StanfordDogs,
+    "nabirds": NABirds,
+}
+
+
 def test_registry(cub_root: Path) -> None:
-    assert set(DATASETS) == {"cub", "cars", "aircraft", "flowers102", "dogs", "nabirds"}
-    assert all(DATASETS[name].name == name for name in DATASETS)
-    assert [cls.has_val for cls in DATASETS.values()] == [False, False, True, True, False, False]
+    assert list(DATASETS) == [*READERS, "synthetic"]
+    assert all(cls.name == name for name, cls in READERS.items())
+    assert [entry.has_val for entry in DATASETS.values()] == [False, False, True, True, False, False, True]
+    assert [name for name, entry in DATASETS.items() if not entry.on_disk] == ["synthetic"]
     dataset = build_dataset("cub", cub_root, "test", skip_bad_images=False)
     assert isinstance(dataset, CUB200) and len(dataset) == 3
     with pytest.raises(DatasetError, match="Unknown dataset 'cub200'; choose one of: cub, cars, aircraft"):
@@ -431,12 +443,24 @@ def test_registry(cub_root: Path) -> None:
         DatasetError, match=r"unknown option\(s\) dataset\.options\.level; accepted: dataset\.options\.skip_bad_images"
     ):
         build_dataset("cub", cub_root, "train", level="variant")
-    for name, cls in DATASETS.items():  # every dataset takes the shared draft_size option
-        assert "draft_size" in inspect.signature(cls.__init__).parameters, name
+    for name, cls in READERS.items():  # every reader takes the shared draft_size option
+        assert "draft_size" in DATASETS[name].options, name
+        assert DATASETS[name].options == tuple(
+            p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "root", "split", "transform")
+        )
     assert build_dataset("cub", cub_root, "test", draft_size=256).draft_size == 256
 
 
-@pytest.mark.parametrize("name", list(DATASETS))
+def test_synthetic_is_registered_like_the_readers() -> None:
+    sizes = {"train_size": 5, "val_size": 3, "test_size": 4}
+    val = build_dataset("synthetic", None, "val", num_classes=4, image_size=32, **sizes, seed=1)
+    assert isinstance(val, SyntheticFGVC) and len(val) == 3 and val.num_classes == 4 and val.image_size == 32
+    assert val.seed == 1 and val.split == "val"
+    with pytest.raises(DatasetError, match=r"unknown option\(s\) dataset\.options\.level; accepted: .*train_size"):
+        build_dataset("synthetic", None, "train", num_classes=4, image_size=32, **sizes, level="variant")
+
+
+@pytest.mark.parametrize("name", list(READERS))
 def test_missing_root_shows_layout_and_download_page(tmp_path: Path, name: str) -> None:
     with pytest.raises(DatasetError, match=r"nowhere does not exist") as info:
         build_dataset(name, tmp_path / "nowhere", "train")

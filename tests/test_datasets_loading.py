@@ -11,16 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgvc_mix.data.image_list import (
-    BadImageError,
-    DatasetError,
-    ImageListDataset,
-    check_class_id,
-    check_not_empty,
-    load_rgb_image,
-    read_pairs,
-    to_rgb,
-)
+from fgvc_mix.data.annotation_checks import check_class_id, check_not_empty
+from fgvc_mix.data.annotation_text import read_pairs
+from fgvc_mix.data.decoding import load_rgb_image, to_rgb
+from fgvc_mix.data.errors import BadImageError, DatasetError
+from fgvc_mix.data.image_list import ImageListDataset
 
 
 def pixel(path: Path) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from rich.console import Console
 from test_datasets import write_cub_style
 from test_datasets_loading import write_jpeg
 
-from fgvc_mix.data.image_list import DatasetError
+from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.verify import print_report, splits_to_scan, verify_dataset
 
 CLASSES = [("1", "001.Black_footed_Albatross"), ("2", "002.Laysan_Albatross")]

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from fgvc_mix.config import CONFIG_PATH
-from fgvc_mix.data.image_list import load_rgb_image
+from fgvc_mix.data.decoding import load_rgb_image
 from fgvc_mix.evaluation import load_checkpoint, predict_probabilities, select_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")

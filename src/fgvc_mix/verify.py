@@ -25,7 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from fgvc_mix.config import CONFIG_PATH
-from fgvc_mix.data.image_list import DatasetError, ImageListDataset
+from fgvc_mix.data.errors import DatasetError
+from fgvc_mix.data.image_list import ImageListDataset
 from fgvc_mix.data.registry import DATASETS, build_dataset
 
 EXIT_OK, EXIT_BAD_IMAGES, EXIT_BAD_DATASET = 0, 1, 2
@@ -66,8 +67,8 @@ def splits_to_scan(name: str, options: Mapping[str, Any]) -> tuple[str, ...]:
     Without ``use_val`` the official validation images are part of ``train`` (Aircraft's
     trainval, Flowers' trnid + valid) and ``val`` is refused, so it is only scanned with it.
     """
-    cls = DATASETS.get(name)  # an unknown name is reported by build_dataset
-    with_val = cls is not None and cls.has_val and options.get("use_val", False)
+    entry = DATASETS.get(name)  # an unknown name is reported by build_dataset
+    with_val = entry is not None and entry.has_val and options.get("use_val", False)
     return ("train", "val", "test") if with_val else ("train", "test")
 
 
@@ -135,8 +136,8 @@ def print_report(report: VerifyReport, console: Console) -> None:
 def main(cfg: DictConfig) -> None:
     console, errors = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     name = cfg.dataset.name
-    if name == "synthetic":
-        console.print("synthetic: generated in memory, nothing on disk to verify.")
+    if name in DATASETS and not DATASETS[name].on_disk:
+        console.print(f"{name}: generated in memory, nothing on disk to verify.")
         raise SystemExit(EXIT_OK)
     if OmegaConf.is_missing(cfg.dataset, "root") or cfg.dataset.root is None:
         errors.print(f"dataset={name} needs dataset.root=<folder holding the {name} files>.")

@@ -6,7 +6,9 @@
 
 from typing import Any
 
-from fgvc_mix.data.image_list import BadImageError, DatasetError, ImageListDataset
+from fgvc_mix.data.errors import BadImageError, DatasetError
+from fgvc_mix.data.image_list import ImageListDataset
+from fgvc_mix.data.reader import DatasetReader
 from fgvc_mix.data.registry import DATASETS, build_dataset
 from fgvc_mix.data.synthetic import SyntheticFGVC
 
@@ -14,6 +16,7 @@ __all__ = [
     "DATASETS",
     "BadImageError",
     "DatasetError",
+    "DatasetReader",
     "FGVCDataModule",
     "ImageListDataset",
     "SyntheticFGVC",

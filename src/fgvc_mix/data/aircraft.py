@@ -22,23 +22,17 @@ from typing import Any
 
 from PIL import Image
 
-from .image_list import (
-    BadImageError,
-    DatasetError,
-    ImageListDataset,
-    check_not_empty,
-    check_split,
-    decode_rgb,
-    find_root,
-    read_names,
-    read_pairs,
-)
+from .annotation_checks import check_not_empty
+from .annotation_text import read_names, read_pairs
+from .decoding import decode_rgb
+from .errors import BadImageError, DatasetError
+from .reader import Annotations, DatasetReader, check_use_val
 
 BANNER_HEIGHT = 20
 CLASS_FILES = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
 
 
-class FGVCAircraft(ImageListDataset):
+class FGVCAircraft(DatasetReader):
     """FGVC-Aircraft at ``level`` variant (100 classes), family (70) or manufacturer (30).
 
     ``use_val=False`` (the paper's protocol): ``train`` reads ``trainval`` and ``val`` is
@@ -57,6 +51,9 @@ class FGVCAircraft(ImageListDataset):
             images/1025794.jpg ...
     """
 
+    root_candidates = ("", "data", "fgvc-aircraft-2013b/data")
+    root_marker = "images"
+
     def __init__(
         self,
         root: str | Path,
@@ -68,35 +65,30 @@ class FGVCAircraft(ImageListDataset):
         crop_banner: bool = True,
         draft_size: int | None = None,
     ) -> None:
-        check_split(split, dataset=self.name, has_val=self.has_val)
         if level not in CLASS_FILES:
             raise DatasetError(
                 f"{self.name}: unknown dataset.options.level={level!r}; choose one of {', '.join(CLASS_FILES)}."
             )
-        if split == "val" and not use_val:
-            raise DatasetError(
-                f"{self.name}: split 'val' needs dataset.options.use_val=true; with use_val=false the "
-                "official val images are part of train (= trainval), as in the paper."
-            )
-        self.root = find_root(
-            root, dataset=self.name, candidates=["", "data", "fgvc-aircraft-2013b/data"], marker="images"
-        )
-        self.split, self.level, self.use_val, self.crop_banner = split, level, use_val, crop_banner
+        check_use_val(split, use_val, dataset=self.name, train_note=" (= trainval), as in the paper")
+        self.level, self.use_val, self.crop_banner = level, use_val, crop_banner
+        super().__init__(root, split, transform, skip_bad_images, draft_size)
 
-        classes = read_names(self.root / CLASS_FILES[level], dataset=self.name)
+    def read(self) -> Annotations:
+        classes_file = self.root / CLASS_FILES[self.level]
+        classes = read_names(classes_file, dataset=self.name)
         index = {c: i for i, c in enumerate(classes)}
-        file_split = "trainval" if split == "train" and not use_val else split
-        list_file = self.root / f"images_{level}_{file_split}.txt"
+        file_split = "trainval" if self.split == "train" and not self.use_val else self.split
+        list_file = self.root / f"images_{self.level}_{file_split}.txt"
         samples = []
         for line, image_id, class_name in read_pairs(list_file, dataset=self.name):
             if class_name not in index:
                 raise DatasetError(
                     f"{self.name}: {list_file} line {line}: class {class_name!r} is not listed in "
-                    f"{self.root / CLASS_FILES[level]}. The files are inconsistent; re-extract the archive."
+                    f"{classes_file}. The files are inconsistent; re-extract the archive."
                 )
             samples.append((self.root / "images" / f"{image_id}.jpg", index[class_name]))
-        check_not_empty(samples, dataset=self.name, split=split, source=list_file)
-        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
+        check_not_empty(samples, dataset=self.name, split=self.split, source=list_file)
+        return Annotations(samples, classes)
 
     def load_image(self, path: Path) -> Image.Image:
         """Load as RGB and cut the bottom copyright banner (before any transform).

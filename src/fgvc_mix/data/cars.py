@@ -14,26 +14,14 @@ Class ids in the files are 1-based; labels are 0-based.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from .image_list import (
-    Box,
-    DatasetError,
-    ImageListDataset,
-    check_class_id,
-    check_not_empty,
-    check_root,
-    check_split,
-    layout_help,
-    load_mat,
-    mat_records,
-    mat_strings,
-    parse_int,
-)
+from .annotation_checks import check_class_id, check_not_empty, parse_int
+from .annotation_matlab import load_mat, mat_records, mat_strings
+from .errors import LayoutError
+from .image_list import Box
+from .reader import Annotations, DatasetReader, check_root
 
 DEVKIT_DIRS = ("devkit", "car_devkit/devkit", "")
 TEST_LABEL_DIRS = ("", "devkit", "car_devkit", "car_devkit/devkit")
@@ -68,7 +56,7 @@ def _box(record: dict[str, Any]) -> Box:
     return (x1, y1, x2 - x1, y2 - y1)
 
 
-class StanfordCars(ImageListDataset):
+class StanfordCars(DatasetReader):
     """Stanford Cars; ``classes`` are the devkit names (``AM General Hummer SUV 2000``).
 
     ``layout`` says which layout was read (``"devkit"`` or ``"combined"``); ``boxes`` holds
@@ -76,7 +64,6 @@ class StanfordCars(ImageListDataset):
     """
 
     name = "cars"
-    has_val = False
     homepage = (
         "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (offline: use a mirror, e.g. Kaggle's "
         "'stanford-cars-dataset' plus its 'cars_test_annos_withlabels' file, or a Hugging Face Hub copy)"
@@ -93,35 +80,24 @@ class StanfordCars(ImageListDataset):
             car_ims/000001.jpg ...
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        transform: Callable[[Image.Image], Any] | None = None,
-        skip_bad_images: bool = False,
-        draft_size: int | None = None,
-    ) -> None:
-        check_split(split, dataset=self.name, has_val=self.has_val)
+    def locate(self, root: str | Path) -> Path:
+        """The first of ``root`` and ``root/stanford_cars`` in the devkit or the combined layout."""
         root = check_root(root, dataset=self.name, expected="folder holding devkit/ or cars_annos.mat")
-        self.split = split
         bases = [root] + ([root / "stanford_cars"] if (root / "stanford_cars").is_dir() else [])
         for base in bases:
-            paths = _devkit_paths(base, split)
-            if all(paths.values()):
-                self.root, self.layout = base, "devkit"
-                samples, boxes, classes = self._read_devkit(paths, split)
-                break
+            if all(_devkit_paths(base, self.split).values()):
+                self.layout = "devkit"
+                return base
             if (base / "cars_annos.mat").is_file() and (base / "car_ims").is_dir():
-                self.root, self.layout = base, "combined"
-                samples, boxes, classes = self._read_combined(base, split)
-                break
-        else:
-            raise DatasetError(self._layout_report(bases[-1], split))
-        super().__init__(samples, classes, transform, skip_bad_images, boxes=boxes, draft_size=draft_size)
+                self.layout = "combined"
+                return base
+        raise LayoutError(self._layout_report(bases[-1], self.split))
 
-    def _read_devkit(
-        self, paths: dict[str, Path | None], split: str
-    ) -> tuple[list[tuple[Path, int]], list[Box], list[str]]:
+    def read(self) -> Annotations:
+        return self._read_devkit() if self.layout == "devkit" else self._read_combined()
+
+    def _read_devkit(self) -> Annotations:
+        paths = _devkit_paths(self.root, self.split)
         meta_path, annos_path, image_dir = paths["meta"], paths["annos"], paths["images"]
         assert meta_path and annos_path and image_dir
         classes = mat_strings(
@@ -138,11 +114,11 @@ class StanfordCars(ImageListDataset):
             (image_dir / str(r["fname"]), self._label(r["class"], len(classes), annos_path, i))
             for i, r in enumerate(records, start=1)
         ]
-        check_not_empty(samples, dataset=self.name, split=split, source=annos_path)
-        return samples, [_box(r) for r in records], classes
+        check_not_empty(samples, dataset=self.name, split=self.split, source=annos_path)
+        return Annotations(samples, classes, [_box(r) for r in records])
 
-    def _read_combined(self, base: Path, split: str) -> tuple[list[tuple[Path, int]], list[Box], list[str]]:
-        path = base / "cars_annos.mat"
+    def _read_combined(self) -> Annotations:
+        path = self.root / "cars_annos.mat"
         mat = load_mat(path, dataset=self.name)
         classes = mat_strings(mat, "class_names", dataset=self.name, source=path)
         records = mat_records(
@@ -152,15 +128,15 @@ class StanfordCars(ImageListDataset):
             dataset=self.name,
             source=path,
         )
-        want_test = split == "test"
+        want_test = self.split == "test"
         samples, boxes = [], []
         for i, r in enumerate(records, start=1):
             is_test = parse_int(r["test"], dataset=self.name, source=path, where=f"record {i} field 'test'")
             if bool(is_test) == want_test:
-                samples.append((base / str(r["relative_im_path"]), self._label(r["class"], len(classes), path, i)))
+                samples.append((self.root / str(r["relative_im_path"]), self._label(r["class"], len(classes), path, i)))
                 boxes.append(_box(r))
-        check_not_empty(samples, dataset=self.name, split=split, source=path)
-        return samples, boxes, classes
+        check_not_empty(samples, dataset=self.name, split=self.split, source=path)
+        return Annotations(samples, classes, boxes)
 
     def _label(self, value: Any, num_classes: int, source: Path, record: int) -> int:
         where = f"record {record}"
@@ -190,4 +166,4 @@ class StanfordCars(ImageListDataset):
                 "  Note: cars_test_annos.mat has no labels; download cars_test_annos_withlabels.mat "
                 "(published with the devkit) and put it beside devkit/."
             )
-        return "\n".join(lines) + layout_help(self.name)
+        return "\n".join(lines)

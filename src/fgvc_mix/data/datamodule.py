@@ -11,9 +11,8 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
-from fgvc_mix.data.image_list import DatasetError
-from fgvc_mix.data.registry import DATASETS, build_dataset
-from fgvc_mix.data.synthetic import SyntheticFGVC
+from fgvc_mix.data.errors import DatasetError
+from fgvc_mix.data.registry import build_dataset, dataset_entry
 from fgvc_mix.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -23,11 +22,10 @@ from fgvc_mix.data.transforms import (
 )
 
 VAL_SOURCES = ("test", "official", "holdout")
-DATASET_NAMES = ("synthetic", *DATASETS)
 
 
 class FGVCDataModule(pl.LightningDataModule):
-    """Train / val / test loaders for ``name`` (``synthetic`` or a key of ``DATASETS``).
+    """Train / val / test loaders for ``name`` (a key of :data:`~fgvc_mix.data.registry.DATASETS`).
 
     ``val_source`` says what validation sees: ``test`` monitors the test split (the
     authors' protocol, who report the best test epoch), ``official`` the dataset's own
@@ -58,9 +56,7 @@ class FGVCDataModule(pl.LightningDataModule):
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if name not in DATASET_NAMES:
-            raise DatasetError(f"dataset={name!r} is not known; choose one of {', '.join(DATASET_NAMES)}")
-        if name != "synthetic" and root is None:
+        if dataset_entry(name).on_disk and root is None:
             raise DatasetError(f"dataset={name} needs dataset.root=<folder holding the {name} files>")
         if image_size > resize_size:
             raise ValueError(
@@ -84,12 +80,15 @@ class FGVCDataModule(pl.LightningDataModule):
 
     def _build(self, split: str, train: bool) -> Dataset:
         hp = self.hparams
-        transform = self.transform(train)
-        options = dict(hp.options or {})
-        if hp.name == "synthetic":
-            sizes = {s: options.pop(f"{s}_size") for s in ("train", "val", "test")}
-            return SyntheticFGVC(split, sizes[split], hp.num_classes, hp.image_size, transform=transform, **options)
-        return build_dataset(hp.name, hp.root, split, transform=transform, **options)
+        return build_dataset(
+            hp.name,
+            hp.root,
+            split,
+            transform=self.transform(train),
+            num_classes=hp.num_classes,
+            image_size=hp.image_size,
+            **(hp.options or {}),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -9,33 +9,20 @@ Class names come from the folder part of the paths (``n02085620-Chihuahua`` → 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from PIL import Image
-
-from .image_list import (
-    DatasetError,
-    ImageListDataset,
-    check_not_empty,
-    check_split,
-    find_root,
-    layout_help,
-    load_mat,
-    mat_field,
-    mat_scalar,
-    parse_int,
-)
+from .annotation_checks import check_not_empty, parse_int
+from .annotation_matlab import load_mat, mat_field, mat_scalar
+from .errors import DatasetError, LayoutError
+from .reader import Annotations, DatasetReader
 
 LIST_DIRS = ("lists", "")
 
 
-class StanfordDogs(ImageListDataset):
+class StanfordDogs(DatasetReader):
     """Stanford Dogs; ``classes`` are breed names, ``synsets`` the ImageNet folder names."""
 
     name = "dogs"
-    has_val = False
     homepage = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
     expected_layout = """
         stanford_dogs/
@@ -43,27 +30,16 @@ class StanfordDogs(ImageListDataset):
             lists/train_list.mat   file_list: Nx1 cell of "n02085620-Chihuahua/n02085620_5927.jpg",
             lists/test_list.mat    labels: Nx1, 1-based class id   (lists.tar; also accepted beside Images/)
     """
+    root_candidates = ("", "stanford_dogs", "StanfordDogs")
+    root_marker = "Images"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        transform: Callable[[Image.Image], Any] | None = None,
-        skip_bad_images: bool = False,
-        draft_size: int | None = None,
-    ) -> None:
-        check_split(split, dataset=self.name, has_val=self.has_val)
-        self.root = find_root(
-            root, dataset=self.name, candidates=["", "stanford_dogs", "StanfordDogs"], marker="Images"
-        )
-        self.split = split
-
+    def read(self) -> Annotations:
+        split = self.split
         lists = {s: self._list_file(s) for s in ("train", "test")}
         if lists[split] is None:
-            raise DatasetError(
+            raise LayoutError(
                 f"{self.name}: annotation file {self.root / 'lists' / f'{split}_list.mat'} is missing "
                 f"(also looked for {self.root / f'{split}_list.mat'}). Extract lists.tar into {self.root / 'lists'}."
-                f"{layout_help(self.name)}"
             )
         # Read both lists (when present) so every class gets its name even if one split lacks it.
         entries = {s: self._read_list(path) for s, path in lists.items() if path is not None}
@@ -81,7 +57,7 @@ class StanfordDogs(ImageListDataset):
         self.synsets = [folders.get(i, f"class_{i:03d}") for i in range(1, num_classes + 1)]
         classes = [s.split("-", 1)[-1] for s in self.synsets]
         samples = [(self.root / "Images" / rel_path, class_id - 1) for _, rel_path, class_id in entries[split]]
-        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
+        return Annotations(samples, classes)
 
     def _list_file(self, split: str) -> Path | None:
         candidates = [self.root / d / f"{split}_list.mat" for d in LIST_DIRS]

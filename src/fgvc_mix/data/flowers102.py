@@ -15,22 +15,15 @@ from typing import Any
 
 from PIL import Image
 
-from .image_list import (
-    DatasetError,
-    ImageListDataset,
-    check_class_id,
-    check_not_empty,
-    check_split,
-    find_root,
-    load_mat,
-    mat_field,
-    parse_int,
-)
+from .annotation_checks import check_class_id, check_not_empty, parse_int
+from .annotation_matlab import load_mat, mat_field
+from .errors import DatasetError
+from .reader import Annotations, DatasetReader, check_use_val
 
 SPLIT_FIELDS = {"train": ("trnid",), "val": ("valid",), "test": ("tstid",)}
 
 
-class Flowers102(ImageListDataset):
+class Flowers102(DatasetReader):
     """Flowers-102. ``use_val=False`` (default): ``train`` is trnid + valid and ``val`` is
     refused; ``use_val=True``: ``train`` is trnid and ``val`` is valid."""
 
@@ -44,6 +37,9 @@ class Flowers102(ImageListDataset):
             jpg/image_00001.jpg ...   (102flowers.tgz)
     """
 
+    root_candidates = ("", "flowers-102")
+    root_marker = "imagelabels.mat"
+
     def __init__(
         self,
         root: str | Path,
@@ -53,15 +49,11 @@ class Flowers102(ImageListDataset):
         use_val: bool = False,
         draft_size: int | None = None,
     ) -> None:
-        check_split(split, dataset=self.name, has_val=self.has_val)
-        if split == "val" and not use_val:
-            raise DatasetError(
-                f"{self.name}: split 'val' needs dataset.options.use_val=true; with use_val=false the "
-                "official val images (valid) are part of train."
-            )
-        self.root = find_root(root, dataset=self.name, candidates=["", "flowers-102"], marker="imagelabels.mat")
-        self.split, self.use_val = split, use_val
+        check_use_val(split, use_val, dataset=self.name, train_note=" (trnid + valid)")
+        self.use_val = use_val
+        super().__init__(root, split, transform, skip_bad_images, draft_size)
 
+    def read(self) -> Annotations:
         labels_path, setid_path = self.root / "imagelabels.mat", self.root / "setid.mat"
         raw_labels = mat_field(
             load_mat(labels_path, dataset=self.name), "labels", dataset=self.name, source=labels_path
@@ -79,7 +71,8 @@ class Flowers102(ImageListDataset):
         ]
 
         setid = load_mat(setid_path, dataset=self.name)
-        fields = SPLIT_FIELDS[split] if use_val or split != "train" else ("trnid", "valid")
+        split = self.split
+        fields = SPLIT_FIELDS[split] if self.use_val or split != "train" else ("trnid", "valid")
         samples = []
         for field in fields:
             for i, value in enumerate(mat_field(setid, field, dataset=self.name, source=setid_path), start=1):
@@ -91,5 +84,4 @@ class Flowers102(ImageListDataset):
                     )
                 samples.append((self.root / "jpg" / f"image_{number:05d}.jpg", labels[number - 1]))
         check_not_empty(samples, dataset=self.name, split=split, source=f"{setid_path} ({', '.join(fields)})")
-        classes = [f"{i:03d}" for i in range(1, num_classes + 1)]
-        super().__init__(samples, classes, transform, skip_bad_images, draft_size=draft_size)
+        return Annotations(samples, [f"{i:03d}" for i in range(1, num_classes + 1)])

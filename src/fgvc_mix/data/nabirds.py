@@ -10,17 +10,12 @@ they are remapped to labels 0..554 in increasing id order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
-from PIL import Image
-
-from .cub import assign_labels, read_cub_style, sorted_ids
-from .image_list import DatasetError, ImageListDataset, check_split, find_root, read_table
+from .annotation_text import read_table
+from .cub_style import CubStyleDataset, CubStyleSplit, sorted_ids
+from .errors import DatasetError
 
 
-class NABirds(ImageListDataset):
+class NABirds(CubStyleDataset):
     """NABirds with the 555 leaf classes as labels.
 
     ``class_ids`` holds the original NABirds class id of each label; ``boxes`` the
@@ -28,7 +23,6 @@ class NABirds(ImageListDataset):
     """
 
     name = "nabirds"
-    has_val = False
     homepage = "https://dl.allaboutbirds.org/nabirds"
     expected_layout = """
         nabirds/
@@ -40,26 +34,16 @@ class NABirds(ImageListDataset):
             bounding_boxes.txt       <image uuid> <x> <y> <width> <height>   (optional)
             images/0295/<uuid>.jpg ...
     """
+    root_candidates = ("", "nabirds")
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        transform: Callable[[Image.Image], Any] | None = None,
-        skip_bad_images: bool = False,
-        draft_size: int | None = None,
-    ) -> None:
-        check_split(split, dataset=self.name, has_val=self.has_val)
-        self.root = find_root(root, dataset=self.name, candidates=["", "nabirds"], marker="images.txt")
-        self.split = split
-        parsed = read_cub_style(self.root, split, dataset=self.name)
-        # The label set is the classes that have images (in every split, so train and test
-        # agree); on the real data these are exactly the 555 leaves of hierarchy.txt.
-        self.class_ids = sorted_ids(parsed.all_class_ids)
-        self._check_leaves(self.class_ids)
-        classes = [parsed.class_names.get(c, f"class {c}") for c in self.class_ids]
-        samples = assign_labels(parsed, self.class_ids, dataset=self.name)
-        super().__init__(samples, classes, transform, skip_bad_images, boxes=parsed.boxes, draft_size=draft_size)
+    def label_ids(self, parsed: CubStyleSplit) -> list[str]:
+        """The classes that have images (in every split, so train and test agree).
+
+        On the real data these are exactly the 555 leaves of ``hierarchy.txt``.
+        """
+        class_ids = sorted_ids(parsed.all_class_ids)
+        self._check_leaves(class_ids)
+        return class_ids
 
     def _check_leaves(self, class_ids: list[str]) -> None:
         """Images labelled with an inner taxonomy node would make the labels ambiguous."""
