@@ -1,17 +1,20 @@
 """Images per second per data-loading worker: our dataset classes vs torchvision's ImageFolder.
 
     python benchmarks/data_throughput.py [--images 48] [--repeats 5] [--threads 1] [--sizes 500x375,1200x800]
+                                         [--resize shorter|square]
 
-The paper's train pipeline (``train_transform(448, 512)``: Resize 512x512, RandomCrop 448,
-flip, normalise) runs in this process on one thread, as in one DataLoader worker, over the
-same generated photo-like JPEGs laid out as an official CUB-200-2011 tree: through
-``CUB200`` (full decode, robust RGB), through ``ImageFolder`` on its ``images/`` folder, and
-through ``CUB200`` with ``draft_size=512`` (reduced-size JPEG decode). Candidates run
-interleaved; the ratios are the result, the absolute rates depend on the machine.
+The SnapMix authors' CUB train pipeline (``train_transform(448, 512, resize="shorter")``, as
+``dataset=cub``: shorter side to 512 keeping the aspect ratio, RandomCrop 448, flip,
+normalise; ``--resize square`` warps to 512x512 first, their Cars and Aircraft pipeline)
+runs in this process on one thread, as in one DataLoader worker, over the same generated
+photo-like JPEGs laid out as an official CUB-200-2011 tree: through ``CUB200`` (full
+decode, robust RGB), through ``ImageFolder`` on its ``images/`` folder, and through
+``CUB200`` with ``draft_size=512`` (reduced-size JPEG decode). Candidates run interleaved;
+the ratios are the result, the absolute rates depend on the machine.
 
 ``draft`` only pays off when both sides are at least twice ``draft_size`` (PIL keeps every
-side >= the requested size, and Resize(512x512) needs 512 rows), so at 1200x800 it decodes
-at full scale and the ratio is ~1.
+side >= the requested size, so the resize still has 512 pixels on each side to start from),
+so at 500x375 and 1200x800 it decodes at full scale and the ratio is ~1.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from timing import interleaved_medians
 from torchvision.datasets import ImageFolder
 
 from fgvc_mix.data.cub import CUB200
-from fgvc_mix.data.transforms import train_transform
+from fgvc_mix.data.transforms import RESIZE_MODES, train_transform
 
+RESIZE_STEP = {"shorter": "Resize(shorter side 512)", "square": "Resize(512x512)"}
 CLASSES = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani")
 
 
@@ -70,10 +74,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one DataLoader worker)")
     parser.add_argument("--sizes", default="500x375,1200x800", help="WxH per group (CUB-like, Cars-like)")
     parser.add_argument("--draft-size", type=int, default=512)
+    parser.add_argument("--resize", choices=RESIZE_MODES, default="shorter", help="dataset.resize (CUB: shorter)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    transform = train_transform(448, 512)
+    transform = train_transform(448, 512, resize=args.resize)
 
     with tempfile.TemporaryDirectory() as tmp:
         candidates = {}
@@ -89,8 +94,9 @@ def main() -> None:
         medians, _ = interleaved_medians(candidates, args.repeats, args.warmup, torch.device("cpu"))
 
     print(
-        f"Train pipeline Resize(512x512) -> RandomCrop(448) -> flip -> normalise, {args.images} JPEGs per size, "
-        f"{args.repeats} interleaved repeats, {torch.get_num_threads()} thread(s), one process"
+        f"Train pipeline {RESIZE_STEP[args.resize]} -> RandomCrop(448) -> flip -> normalise, "
+        f"{args.images} JPEGs per size, {args.repeats} interleaved repeats, "
+        f"{torch.get_num_threads()} thread(s), one process"
     )
     draft = f"draft{args.draft_size}/ours"
     print(f"{'size (~WxH)':<12} {'ours/ImageFolder':>17} {draft:>15}   images/s: ours, ImageFolder, draft")
