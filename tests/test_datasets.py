@@ -12,12 +12,14 @@ from PIL import Image
 from scipy.io import savemat
 
 from fgvc_mix.data.aircraft import FGVCAircraft
+from fgvc_mix.data.annotation_text import read_pairs
 from fgvc_mix.data.cars import StanfordCars
 from fgvc_mix.data.cub import CUB200
 from fgvc_mix.data.dogs import StanfordDogs
 from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.data.flowers102 import Flowers102
 from fgvc_mix.data.nabirds import NABirds
+from fgvc_mix.data.reader import Annotations, DatasetReader
 from fgvc_mix.data.registry import DATASETS, build_dataset
 from fgvc_mix.data.synthetic import SyntheticFGVC
 
@@ -458,6 +460,38 @@ def test_synthetic_is_registered_like_the_readers() -> None:
     assert val.seed == 1 and val.split == "val"
     with pytest.raises(DatasetError, match=r"unknown option\(s\) dataset\.options\.level; accepted: .*train_size"):
         build_dataset("synthetic", None, "train", num_classes=4, image_size=32, **sizes, level="variant")
+
+
+class TinyReader(DatasetReader):
+    """A new dataset as README "Extending" describes it: class attributes and ``read``, nothing else."""
+
+    name = "tiny"
+    homepage = "https://example.org/tiny"
+    expected_layout = """
+        tiny/labels.txt   <image file> <class name>
+    """
+    root_candidates = ("", "tiny")
+    root_marker = "labels.txt"
+
+    def read(self) -> Annotations:
+        rows = read_pairs(self.root / "labels.txt", dataset=self.name)
+        classes = sorted({name for _, _, name in rows})
+        return Annotations([(self.root / file, classes.index(name)) for _, file, name in rows], classes)
+
+
+def test_a_new_reader_gets_the_shared_constructor(tmp_path: Path) -> None:
+    lines(tmp_path / "tiny" / "labels.txt", ["b.jpg wren", "a.jpg robin"])
+    for file in ("a.jpg", "b.jpg"):
+        image(tmp_path / "tiny" / file)
+    tiny = TinyReader(tmp_path, "train", transform=lambda im: im.size, draft_size=8)
+    assert tiny.root == tmp_path / "tiny" and tiny.split == "train" and tiny.draft_size == 8
+    assert tiny.classes == ["robin", "wren"] and tiny.targets == [1, 0] and tiny[1] == ((8, 8), 0)
+    assert TinyReader.option_names() == ["skip_bad_images", "draft_size"]
+    with pytest.raises(DatasetError, match="tiny has no official validation split"):
+        TinyReader(tmp_path, "val")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"(?s)cannot find labels\.txt.*Expected layout.*tiny/labels\.txt.*Download"):
+        TinyReader(tmp_path / "empty", "train")
 
 
 @pytest.mark.parametrize("name", list(READERS))
