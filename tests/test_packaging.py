@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -28,10 +29,15 @@ def test_built_wheel_trains_from_a_fresh_venv_outside_the_checkout(tmp_path):
     The new venv borrows the test environment's dependencies through a .pth line (so nothing is
     downloaded), but fgvc_mix itself, code and configs, comes only from the wheel.
     """
-    wheels = tmp_path / "wheels"
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for folder in ("src", "conf"):  # a clean tree: no stale build/ from the checkout
+        shutil.copytree(REPO / folder, source / folder, ignore=skip)
+    for file in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / file, source / file)
     run = dict(check=True, capture_output=True, text=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, REPO], **run
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, source], **run
     )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], **run)
