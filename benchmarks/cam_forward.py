@@ -7,6 +7,9 @@ ResNet-18, 224 px, batch 16, 200 classes, fp32, CPU by default. Rows: a plain tr
 (the exact default), eval-mode BatchNorm unfolded and folded into the convolutions
 (``mix.cam_bn=eval``), ``mix.cam_dtype=bfloat16`` and ``mix.cam_resolution`` at half the side.
 A SnapMix step costs about 1 + its row (plus the mixing itself, see mixing_overhead.py).
+On CUDA everything runs under bf16 autocast, as ``trainer=gpu`` trains. The weights do not
+change between calls here, so ``cams_eval_bn_folded`` reuses its cached folded weights; in
+training they are refolded once per optimiser step (step_overhead.py's ``snapmix_eval_bn`` row).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from timing import interleaved_medians
+from timing import autocast, interleaved_medians
 
 from fgvc_mix.module import FGVCModule
 
@@ -56,13 +59,20 @@ def main() -> None:
 
     def train_step() -> None:
         plain.zero_grad(set_to_none=True)
-        F.cross_entropy(plain(images), targets).backward()
+        with autocast(device):
+            loss = F.cross_entropy(plain(images), targets)
+        loss.backward()
+
+    def cams(module: FGVCModule) -> None:
+        with autocast(device):
+            module.target_cams(images, targets)
 
     candidates = {"train_step": train_step}
-    candidates.update({key: (lambda m=module: m.target_cams(images, targets)) for key, module in modules.items()})
+    candidates.update({key: (lambda m=module: cams(m)) for key, module in modules.items()})
     medians, _ = interleaved_medians(candidates, args.repeats, args.warmup, device)
     print(
-        f"{args.model}, {args.size} px, batch {args.batch}, {args.classes} classes, {device.type} (fp32, "
+        f"{args.model}, {args.size} px, batch {args.batch}, {args.classes} classes, {device.type} "
+        f"({'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
         f"{args.layout}), {args.repeats} interleaved repeats, threads {torch.get_num_threads()}"
     )
     print(f"{'row':<22} {'time / train step':>18}")

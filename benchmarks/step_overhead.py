@@ -3,6 +3,12 @@
     python benchmarks/step_overhead.py                      # CPU: ResNet-18, 224 px, batch 16, fp32, channels_last
     python benchmarks/step_overhead.py --layout nchw        # the same in the NCHW layout
     python benchmarks/step_overhead.py --device cuda        # GPU: ResNet-50, 448 px, batch 16, bf16, channels_last
+    python benchmarks/step_overhead.py --device cuda --batch 32 --profile snapmix --trace trace.json
+
+``--profile ROW`` then times that row's components (the no-grad CAM forward ``target_cams``,
+``class_activation_maps``, ``snapmix()``) against a plain step, and runs a few of its steps
+under ``torch.profiler``: the top kernels, launches, copies and synchronisations per step,
+and how busy the device was (the rest of a step is host gaps).
 
 Rows: each mixer; ``snapmix`` is the exact default (``mix.cam_bn=batch``); ``snapmix_eval_bn`` runs
 the CAM forward with BatchNorm's running statistics folded into the convolutions
@@ -20,14 +26,13 @@ all-class CAMs, Python loops over the batch), reproduced here for comparison onl
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timing import interleaved_medians
+from timing import autocast, interleaved_medians, profile_steps
 
-from fgvc_mix.mixing import MixedBatch, mixed_cross_entropy
+from fgvc_mix.mixing import MixedBatch, class_activation_maps, mixed_cross_entropy, snapmix
 from fgvc_mix.module import FGVCModule
 
 
@@ -106,6 +111,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--profile", default=None, help="a SnapMix row (e.g. snapmix) to break down and profile")
+    parser.add_argument("--profile-steps", type=int, default=3)
+    parser.add_argument("--trace", default=None, help="with --profile: write a Chrome trace of the profiled steps here")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -137,8 +145,7 @@ def main() -> None:
         module, images = modules[key], inputs[key]
 
         def run():
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-            with autocast:
+            with autocast(device):
                 mixed = authors_snapmix(module, images, targets) if key == "authors" else module.mix(images, targets)
                 loss = mixed_cross_entropy(module(mixed.images), mixed)
             optimizers[key].zero_grad(set_to_none=True)
@@ -157,6 +164,48 @@ def main() -> None:
     for key in modules:
         peak = f"{peaks[key]:.0f}" if cuda else "n/a"
         print(f"{key:<17} {medians[key] / medians['none']:>12.3f} {peak:>10}")
+    if args.profile:
+        key = args.profile
+        step_runs = {"plain step": step("none"), f"{key} step": step(key)}
+        profile_report(modules[key], inputs[key], targets, step_runs, args, device)
+
+
+def profile_report(
+    module: FGVCModule,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    step_runs: dict[str, object],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> None:
+    """Components of a SnapMix step against a plain step (synchronised medians), then the profiler's view."""
+    with torch.no_grad(), autocast(device):
+        features = module.model.forward_features(images)
+        cams = module.target_cams(images, targets)
+    head, size = module.model.head, tuple(images.shape[-2:])
+    generator = torch.Generator().manual_seed(0)
+
+    def target_cams() -> None:
+        with autocast(device):
+            module.target_cams(images, targets)
+
+    components = {
+        **step_runs,
+        "target_cams": target_cams,
+        "class_activation_maps": lambda: class_activation_maps(features, head.weight, head.bias, targets, size),
+        "snapmix()": lambda: snapmix(images, targets, cams, generator=generator),
+    }
+    medians, _ = interleaved_medians(components, args.repeats, args.warmup, device)
+    plain = medians["plain step"]
+    print(f"\n{'component':<22} {'ms':>9} {'/ plain step':>13}")
+    for name, seconds in medians.items():
+        print(f"{name:<22} {seconds * 1e3:>9.2f} {seconds / plain:>13.3f}")
+    step_name = list(step_runs)[1]
+    table, busy_ms = profile_steps(step_runs[step_name], args.profile_steps, device, args.trace)
+    print(f"\ntorch.profiler: {args.profile_steps} steps of {step_name}\n{table}")
+    if device.type == "cuda":
+        step_ms = medians[step_name] * 1e3
+        print(f"device busy {busy_ms:.2f} ms of a {step_ms:.2f} ms step ({busy_ms / step_ms:.0%}); the rest: host gaps")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fgvc_mix.mixing import class_activation_maps, cutmix, mixed_cross_entropy, mixup, paste, snapmix
+from fgvc_mix.mixing.boxes import to_device
 from fgvc_mix.module import FGVCModule
 
 aten = torch.ops.aten
@@ -130,3 +131,21 @@ def test_mixed_step_is_sync_free_on_cuda(mix):
             mixed_step(module, images, targets)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_packed_upload_gives_the_host_values_on_cuda(per_sample):
+    """One packed copy of int64 / odd-length float32 / bool tensors, and SnapMix on CUDA equals SnapMix on CPU."""
+    host = [torch.arange(7), torch.rand(5), torch.tensor([True, False, True]), torch.randn(2, 3).t()]
+    for before, after in zip(host, to_device(host, torch.device("cuda")), strict=True):
+        assert after.device.type == "cuda" and torch.equal(after.cpu(), before)
+    images, targets = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    cams = torch.rand(6, 16, 16)
+    cams = cams / cams.sum(dim=(1, 2), keepdim=True)
+    on_cpu = snapmix(images, targets, cams, per_sample=per_sample, generator=torch.Generator().manual_seed(3))
+    on_cuda = snapmix(
+        images.cuda(), targets.cuda(), cams.cuda(), per_sample=per_sample, generator=torch.Generator().manual_seed(3)
+    )
+    for field in ("images", "targets_b", "lam_a", "lam_b", "partner", "box_a", "box_b"):
+        torch.testing.assert_close(getattr(on_cuda, field).cpu(), getattr(on_cpu, field), atol=1e-5, rtol=1e-5)

@@ -73,22 +73,25 @@ def random_partner(batch_size: int, generator: torch.Generator | None, device: t
 STAGING_ALIGNMENT = 16  # bytes: every dtype's element size divides it, so each packed slice can be viewed back
 
 
-def to_device(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
-    """``tensors`` on ``device`` in one non-blocking copy, so host-drawn values never stall the stream.
+def to_device(tensors: Sequence[Tensor], device: torch.device | str) -> list[Tensor]:
+    """``tensors`` on ``device``, the host ones in one non-blocking copy, so host draws never stall the stream.
 
     A plain ``.to(device)`` of each would be one pageable, synchronising copy apiece. The
-    tensors are packed byte-wise into one staging buffer (pinned on CUDA), copied once
+    host tensors are packed byte-wise into one staging buffer (pinned on CUDA), copied once
     asynchronously and viewed back as their own dtypes and shapes: views of one buffer.
     Tensors already on ``device`` are returned as they are.
     """
     device = torch.device(device)
-    moving = [index for index, tensor in enumerate(tensors) if tensor.device != device]
     result = list(tensors)
-    if not moving:
-        return result
     if device.type == "cpu":  # device values to the host: a synchronisation that no caller here makes
         return [tensor.to(device) for tensor in tensors]
-    chunks = [tensors[index].reshape(-1).view(torch.uint8) for index in moving]
+    for index, tensor in enumerate(tensors):  # on another accelerator: device to device
+        if tensor.device.type != "cpu" and not _on(tensor, device):
+            result[index] = tensor.to(device, non_blocking=True)
+    host = [index for index, tensor in enumerate(tensors) if tensor.device.type == "cpu"]
+    if not host:
+        return result
+    chunks = [tensors[index].reshape(-1).view(torch.uint8) for index in host]
     offsets = [0]
     for chunk in chunks:
         offsets.append(offsets[-1] + -(-chunk.numel() // STAGING_ALIGNMENT) * STAGING_ALIGNMENT)
@@ -96,10 +99,15 @@ def to_device(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
     for chunk, offset in zip(chunks, offsets, strict=False):
         staging[offset : offset + chunk.numel()].copy_(chunk)
     packed = staging.to(device, non_blocking=True)
-    for index, chunk, offset in zip(moving, chunks, offsets, strict=False):
+    for index, chunk, offset in zip(host, chunks, offsets, strict=False):
         source = tensors[index]
         result[index] = packed[offset : offset + chunk.numel()].view(source.dtype).view(source.shape)
     return result
+
+
+def _on(tensor: Tensor, device: torch.device) -> bool:
+    """``tensor`` is on ``device``; ``cuda`` without an index means any CUDA device (the caller's current one)."""
+    return tensor.device.type == device.type and device.index in (None, tensor.device.index)
 
 
 def box_areas(boxes: Tensor) -> Tensor:
@@ -167,8 +175,8 @@ def _shared_host_boxes(box_a: Tensor, box_b: Tensor) -> bool:
         box_a.device.type == "cpu"
         and box_b.device.type == "cpu"
         and box_a.shape[0] > 0
-        and bool((box_a == box_a[0]).all())
-        and bool((box_b == box_b[0]).all())
+        and torch.equal(box_a, box_a[:1].expand_as(box_a))  # a host comparison, no tensor -> bool item()
+        and torch.equal(box_b, box_b[:1].expand_as(box_b))
     )
 
 
