@@ -1,11 +1,13 @@
 """The CAM forward alone, per option, as a share of a plain training step, measured side by side.
 
-    python benchmarks/cam_forward.py [--layout nchw] [--repeats 10]
+    python benchmarks/cam_forward.py [--layout nchw] [--repeats 10] [--compiled]
 
 ResNet-18, 224 px, batch 16, 200 classes, fp32, CPU by default. Rows: a plain training step
 (forward + backward, the unit), then ``FGVCModule.target_cams`` with BatchNorm batch statistics
 (the exact default), eval-mode BatchNorm unfolded and folded into the convolutions
 (``mix.cam_bn=eval``), ``mix.cam_dtype=bfloat16`` and ``mix.cam_resolution`` at half the side.
+``--compiled`` adds the batch-statistics and folded eval CAM forwards through ``torch.compile``
+(``fgvc_mix.models.cam_compile``; compiled during the warm-up calls, so ``--warmup`` >= 1).
 A SnapMix step costs about 1 + its row (plus the mixing itself, see mixing_overhead.py).
 On CUDA everything runs under bf16 autocast, as ``trainer=gpu`` trains. The weights do not
 change between calls here, so ``cams_eval_bn_folded`` reuses its cached folded weights; in
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from timing import autocast, interleaved_medians
 
+from fgvc_mix.models.cam_compile import compile_cam_forward
 from fgvc_mix.module import FGVCModule
 
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3}}
@@ -35,6 +38,7 @@ def main() -> None:
     parser.add_argument("--layout", default="channels_last", choices=["channels_last", "nchw"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compiled", action="store_true", help="add torch.compile'd CAM forward rows")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -46,6 +50,8 @@ def main() -> None:
         "cams_bf16": {"cam_dtype": "bfloat16"},
         "cams_half_res": {"cam_resolution": args.size // 2},
     }
+    if args.compiled:
+        options.update({"cams_batch_bn_compiled": {}, "cams_eval_bn_compiled": {"cam_bn": "eval"}})
     model = {"_target_": "fgvc_mix.models.build_classifier", "name": args.model, "pretrained": False}
     channels_last = args.layout == "channels_last"
     modules = {
@@ -53,6 +59,9 @@ def main() -> None:
         for key, mix in options.items()
     }
     modules["cams_eval_bn_unfolded"]._folding_pairs = []  # eval-mode BatchNorm as it is
+    for key, module in modules.items():
+        if key.endswith("_compiled"):
+            compile_cam_forward(module.model)
     images = modules["cams_batch_bn"].in_model_layout(torch.randn(args.batch, 3, args.size, args.size, device=device))
     targets = torch.randint(args.classes, (args.batch,), device=device)
     plain = modules["cams_batch_bn"]

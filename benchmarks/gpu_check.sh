@@ -8,7 +8,8 @@
 #      SnapMix step's components and a torch.profiler top-kernels dump + Chrome trace), then batch 16;
 #   4. the CAM forward alone per option (cam_forward.py); 5. the mixing tensor code as a share of a step
 #      (mixing_overhead.py, batch 32 and 16); 6. end-to-end images/s per mixer and the bare train loader
-#      through compose_config + train.build on a generated CUB tree, 15 loader workers (train_throughput.py).
+#      through compose_config + train.build on a generated CUB tree, 15 loader workers (train_throughput.py);
+#   7. the opt-in compiled CAM forward (fgvc_mix.models.cam_compile) against eager, last: compiling may be slow.
 # Outputs under $OUT (default benchmarks/outputs/gpu_check): gpu_check.log (everything), snapmix_trace.json.gz.
 # A failing section is reported and the others still run; the exit status says whether any failed. The
 # sections' time limits add up to 8 minutes.
@@ -37,7 +38,7 @@ if [[ ${DRY_RUN:-0} == 1 ]]; then
     smoke=(trainer=cpu model=small_cnn dataset.image_size=32 dataset.batch_size=4)
     step=(--model resnet18 --size 32 --classes 4 --repeats 1 --warmup 0 --profile-steps 1)
     large=2 small=2
-    cams=(--model resnet18 --size 32 --batch 2 --repeats 1 --warmup 0)
+    cams=(--model resnet18 --size 32 --batch 2 --repeats 1)
     mixing=(--size 64 --repeats 1 --warmup 0)
     throughput=(--quick --steps 2 --warmup 1)
 else
@@ -46,7 +47,7 @@ else
     smoke=(trainer=gpu model=resnet50 dataset.image_size=448 dataset.resize_size=512 dataset.batch_size=16)
     step=(--model resnet50 --size 448 --repeats 20 --warmup 3 --profile-steps 3)
     large=32 small=16
-    cams=(--model resnet50 --size 448 --batch 32 --repeats 20 --warmup 3)
+    cams=(--model resnet50 --size 448 --batch 32 --repeats 20)
     mixing=(--size 448 --repeats 20 --warmup 3)
     throughput=(--model resnet50 --size 448 --resize 512 --batch 32 --workers 15 --steps 20 --warmup 5)
 fi
@@ -66,25 +67,27 @@ section() { # section NAME SECONDS COMMAND...: run it under a time limit, log it
     fi
 }
 
-section "CUDA tests: sync-free mixed steps, BatchNorm folding" 60 \
+section "CUDA tests: sync-free mixed steps, BatchNorm folding" 50 \
     $python -m pytest -q -p no:cacheprovider "$root/tests/test_sync_free.py" "$root/tests/test_batchnorm_folding.py"
-section "training smoke run" 60 \
+section "training smoke run" 50 \
     $python -m fgvc_mix.train +trainer.fast_dev_run=true model.pretrained=false mix=snapmix logger=[] callbacks=[] \
     "${smoke[@]}" hydra.run.dir="${TMPDIR:-/tmp}/fgvc_mix_gpu_check"
 cd "$root/benchmarks" || exit 1
-section "step ratios, batch $large, exact SnapMix profiled" 90 \
+section "step ratios, batch $large, exact SnapMix profiled" 80 \
     $python step_overhead.py --device $device --batch $large "${step[@]}" \
     --profile snapmix --trace "$out/snapmix_trace.json"
 gzip -f "$out/snapmix_trace.json" 2>/dev/null
-section "step ratios, batch $small" 45 $python step_overhead.py --device $device --batch $small "${step[@]}"
-section "CAM forward per option" 30 $python cam_forward.py --device $device "${cams[@]}"
-section "mixing tensor code, batch $large" 30 $python mixing_overhead.py --device $device --batch $large "${mixing[@]}"
-section "mixing tensor code, batch $small" 25 $python mixing_overhead.py --device $device --batch $small "${mixing[@]}"
-section "end-to-end images/s" 140 \
+section "step ratios, batch $small" 40 $python step_overhead.py --device $device --batch $small "${step[@]}"
+section "CAM forward per option" 25 $python cam_forward.py --device $device "${cams[@]}"
+section "mixing tensor code, batch $large" 25 $python mixing_overhead.py --device $device --batch $large "${mixing[@]}"
+section "mixing tensor code, batch $small" 20 $python mixing_overhead.py --device $device --batch $small "${mixing[@]}"
+section "end-to-end images/s" 110 \
     $python train_throughput.py --device $device "${throughput[@]}" \
     --extra "snapmix_eval_bn mix=snapmix mix.cam_bn=eval" \
     --extra "snapmix_r101 mix=snapmix model=resnet101" \
     --extra "snapmix_b64 mix=snapmix dataset.batch_size=64"
+section "compiled CAM forward vs eager (torch.compile during warm-up)" 80 \
+    $python cam_forward.py --device $device "${cams[@]}" --warmup 2 --compiled
 
 echo
 if ((${#failed[@]})); then

@@ -1,0 +1,38 @@
+"""Opt-in compiled CAM forward: ``torch.compile`` of the backbone for inference-mode forwards only.
+
+SnapMix's no-grad CAM forward has a third of a training step's FLOPs but cost 0.45 of a step on
+an H200 (issue 14), most of it in BatchNorm's batch-statistics kernel in bf16/NHWC. Inductor
+computes each BatchNorm's statistics and normalisation in its own fused reductions with the ReLU
+around them. Only forwards under ``torch.inference_mode`` (the CAM forward; validation too) take
+the compiled graph: training forwards with gradients stay eager, so the training step itself is
+unchanged. Whether it pays is a GPU measurement (``benchmarks/cam_forward.py --compiled``); until
+then nothing turns it on by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fgvc_mix.models.classifier import FGVCClassifier
+
+
+def compile_cam_forward(model: FGVCClassifier, **compile_options: Any) -> None:
+    """Route ``model.forward_features`` through ``torch.compile(**compile_options)`` in inference mode.
+
+    The compiled function guards on the BatchNorm mode (batch statistics with running statistics
+    frozen, or eval mode with folded convolutions), so each CAM option compiles once. Calling it
+    again on the same model changes nothing.
+    """
+    if getattr(model, "cam_forward_compiled", False):
+        return
+    eager = model.forward_features
+    compiled = torch.compile(eager, **compile_options)
+
+    def forward_features(images: Tensor) -> Tensor:
+        return compiled(images) if torch.is_inference_mode_enabled() else eager(images)
+
+    model.forward_features = forward_features
+    model.cam_forward_compiled = True

@@ -1,0 +1,36 @@
+"""The opt-in compiled CAM forward gives the eager CAMs, leaves BatchNorm statistics alone and training eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from fgvc_mix.models.cam_compile import compile_cam_forward
+from fgvc_mix.module import FGVCModule, batchnorm_buffers
+
+MODEL = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "pretrained": False}
+OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cam_bn", ["batch", "eval"])
+def test_compiled_cam_forward_gives_the_eager_cams(cam_bn):
+    torch.manual_seed(0)
+    mix = {"_target_": "fgvc_mix.mixing.SnapMix", "cam_bn": cam_bn}
+    eager = FGVCModule(MODEL, mix, OPTIM, num_classes=4, channels_last=True).train()
+    compiled = FGVCModule(MODEL, mix, OPTIM, num_classes=4, channels_last=True).train()
+    compiled.load_state_dict(eager.state_dict())
+    compile_cam_forward(compiled.model)
+    images = eager.in_model_layout(torch.randn(4, 3, 32, 32))
+    targets = torch.tensor([0, 1, 2, 3])
+    statistics = batchnorm_buffers(compiled.model, clone=True)
+
+    torch.testing.assert_close(compiled.target_cams(images, targets), eager.target_cams(images, targets))
+    for after, before in zip(batchnorm_buffers(compiled.model), statistics, strict=True):
+        assert torch.equal(after, before)  # the CAM forward never updates running statistics
+
+    frames = counters["frames"]["total"]
+    logits = compiled.model.forward_heads(images)["main"]  # with gradients: eager, nothing new compiled
+    torch.testing.assert_close(logits, eager.model.forward_heads(images)["main"])
+    assert logits.requires_grad and counters["frames"]["total"] == frames
