@@ -88,7 +88,8 @@ def test_folded_weights_stay_out_of_the_state_dict_and_keep_the_layout():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_folding_follows_a_bf16_training_step_on_cuda():
+def test_folding_follows_a_bf16_training_step_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare in true fp32
     backbone = build_classifier("resnet18", num_classes=5).backbone.cuda().to(memory_format=torch.channels_last)
     pairs = conv_batchnorm_pairs(backbone)
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.05, momentum=0.9)
