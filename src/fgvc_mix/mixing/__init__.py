@@ -5,29 +5,41 @@ Python and never synchronise the host with the device, so the LightningModule (o
 other training loop) can call them inside ``training_step``.
 """
 
+from fgvc_mix.mixing.attentive_cutmix import AttentiveCutMix, attentive_cutmix
 from fgvc_mix.mixing.batch import MixedBatch, mixed_cross_entropy, no_mix
 from fgvc_mix.mixing.boxes import box_areas, paste, random_boxes, sample_beta
 from fgvc_mix.mixing.cam import class_activation_maps
 from fgvc_mix.mixing.cutmix import cutmix
+from fgvc_mix.mixing.fmix import FMix, fmix
 from fgvc_mix.mixing.mixers import CutMix, Mixer, Mixup, NoMix, SnapMix
 from fgvc_mix.mixing.mixup import mixup
+from fgvc_mix.mixing.resizemix import ResizeMix, resizemix
+from fgvc_mix.mixing.saliencymix import SaliencyMix, saliencymix
 from fgvc_mix.mixing.snapmix import snapmix, snapmix_weights
 
 __all__ = [
+    "AttentiveCutMix",
     "CutMix",
+    "FMix",
     "MixedBatch",
     "Mixer",
     "Mixup",
     "NoMix",
+    "ResizeMix",
+    "SaliencyMix",
     "SnapMix",
+    "attentive_cutmix",
     "box_areas",
     "class_activation_maps",
     "cutmix",
+    "fmix",
     "mixed_cross_entropy",
     "mixup",
     "no_mix",
     "paste",
     "random_boxes",
+    "resizemix",
+    "saliencymix",
     "sample_beta",
     "snapmix",
     "snapmix_weights",

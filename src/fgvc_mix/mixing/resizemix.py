@@ -1,0 +1,99 @@
+"""ResizeMix (Qin et al. 2020, arXiv:2012.11101): the whole partner image, shrunk into a box.
+
+Unlike CutMix, no part of the partner is cut away, so whatever decides its class is in the
+mix (smaller); the labels are weighted by the box's share of the pixels, as the authors do,
+or (``labels="cam"``) by SnapMix's rule: the partner's label then weighs its whole CAM
+mass, 1, and the image's label the CAM mass the box leaves uncovered.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fgvc_mix.mixing.batch import MixedBatch
+from fgvc_mix.mixing.boxes import box_areas, paste, random_boxes, random_partner, to_device
+from fgvc_mix.mixing.cam_labels import check_labels, require_cams
+from fgvc_mix.mixing.mixers import CamFunction, Mixer
+from fgvc_mix.mixing.snapmix import snapmix_weights
+
+
+def resize_boxes(
+    batch_size: int,
+    height: int,
+    width: int,
+    scope: tuple[float, float],
+    per_sample: bool,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """One box per image (or one for the batch) of side ``int(W * tau)`` by ``int(H * tau)``,
+    ``tau ~ U(scope)``, centred on a uniform pixel and clipped (the authors' ``rand_bbox_tao``)."""
+    low, high = scope
+    draw_device = generator.device if generator is not None else torch.device("cpu")
+    tau = low + (high - low) * torch.rand(
+        batch_size if per_sample else 1, generator=generator, dtype=torch.float64, device=draw_device
+    )
+    return random_boxes(1.0 - tau * tau, height, width, generator).expand(batch_size, 4)  # side sqrt(1 - lam) = tau
+
+
+def resizemix(
+    images: Tensor,
+    targets: Tensor,
+    *,
+    scope: tuple[float, float] = (0.1, 0.8),
+    per_sample: bool = False,
+    cams: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> MixedBatch:
+    """Resize each image's partner into a random box of it; an empty box leaves the image unmixed.
+
+    Area labels: ``lam_b`` is the clipped box's share of the pixels, ``lam_a = 1 - lam_b``.
+    With ``cams`` (normalised target-class CAMs, B x H x W) the weights are SnapMix's
+    (``snapmix_weights`` with the partner's whole image as its box). ``box_b`` is the
+    partner's whole image (emptied with ``box_a``).
+    """
+    batch_size, _, height, width = images.shape
+    host_a = resize_boxes(batch_size, height, width, scope, per_sample, generator)
+    whole = torch.tensor([0, 0, width, height]).expand(batch_size, 4)
+    host_b = whole * (box_areas(host_a) > 0)[:, None]
+    partner, box_a, box_b = to_device([random_partner(batch_size, generator), host_a, host_b], images.device)
+
+    # Batch mode pastes with the host boxes (one slice and one resize), per-image mode with the device's.
+    mixed = paste(images, partner, box_a, box_b) if per_sample else paste(images, partner, host_a, host_b)
+    if cams is None:
+        lam_b = (box_areas(box_a) / (height * width)).float()
+        lam_a = 1.0 - lam_b
+    else:
+        lam_a, lam_b = snapmix_weights(cams, partner, box_a, box_b)
+    return MixedBatch(mixed, targets, targets[partner], lam_a, lam_b, partner, box_a, box_b)
+
+
+class ResizeMix(Mixer):
+    """ResizeMix (authors: ``tau ~ U(0.1, 0.8)``, area labels); ``labels="cam"`` weighs them by CAM mass."""
+
+    name = "resizemix"
+
+    def __init__(
+        self,
+        prob: float = 1.0,
+        scope: tuple[float, float] = (0.1, 0.8),
+        labels: str = "area",
+        per_sample: bool = False,
+        seed: int | None = None,
+        **cam_options,
+    ):
+        super().__init__(prob, per_sample, seed, **cam_options)
+        low, high = scope
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(
+                f"mix.scope must be [low, high] with 0 <= low <= high <= 1 (box side / image side), got {scope}"
+            )
+        self.scope = (float(low), float(high))
+        self.needs_cams = check_labels(labels)
+        self.labels = labels
+
+    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
+        cams = require_cams(cam_fn, images, targets, "ResizeMix with labels=cam") if self.needs_cams else None
+        return resizemix(
+            images, targets, scope=self.scope, per_sample=self.per_sample, cams=cams, generator=self.generator
+        )
