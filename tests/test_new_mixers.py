@@ -360,3 +360,11 @@ def test_real_cams_reach_the_mixer_from_the_config(mix, tiny_config):
 def test_fast_dev_run_trains_with_each_new_mixer(mix, tiny_config):
     metrics = train(tiny_config(f"mix={mix}", "trainer=debug"))
     assert torch.isfinite(torch.tensor(metrics["test/loss"]))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_mixed_images_keep_the_channels_last_layout(name):
+    images, targets, cams = batch()
+    images = images.contiguous(memory_format=torch.channels_last)
+    mixed = CASES[name][0](images, targets, cams, True, generator())
+    assert mixed.images.is_contiguous(memory_format=torch.channels_last)
