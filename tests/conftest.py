@@ -1,22 +1,16 @@
-"""Shared test helpers: compose the real Hydra configs, as the entry points do, with tiny data."""
+"""Shared fixtures: compose the real Hydra configs, as the entry points do, with tiny data.
+
+Plain helpers (``TINY_SYNTHETIC``, ``CONFIG_DIR``, ``compose_config``) live in ``tests/helpers``.
+"""
 
 from __future__ import annotations
 
 import pytest
+from helpers import CONFIG_DIR, TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from fgvc_mix.config import CONFIG_DIR, compose_config
-
-__all__ = ["CONFIG_DIR", "TINY_SYNTHETIC", "compose_config"]
-
-TINY_SYNTHETIC = [
-    "dataset.options.train_size=48",
-    "dataset.options.val_size=16",
-    "dataset.options.test_size=32",
-    "dataset.batch_size=16",
-    "dataset.num_workers=0",
-]
+__all__ = ["CONFIG_DIR", "TINY_SYNTHETIC", "compose_config"]  # until every test module imports from helpers
 
 
 @pytest.fixture

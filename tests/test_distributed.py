@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC, compose_config
+from helpers import CONFIG_DIR, TINY_SYNTHETIC, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -21,10 +22,15 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_train(*overrides: str, multirun: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_train(
+    *overrides: str, multirun: bool = False, timeout: int = 300, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
     flags = ["--multirun"] if multirun else []
     command = [sys.executable, "-m", "fgvc_mix.train", *flags, *TINY_SYNTHETIC, *overrides]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_two_process_ddp_writes_one_run_and_counts_every_test_image_once(tmp_path):
@@ -45,6 +51,37 @@ def test_two_process_ddp_writes_one_run_and_counts_every_test_image_once(tmp_pat
     single = evaluate(run_dir / "checkpoints" / "last.ckpt", {"num_workers": 0}, accelerator="cpu")
     assert ddp_metrics["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)
     assert round(ddp_metrics["test/acc"] * 37) == pytest.approx(ddp_metrics["test/acc"] * 37, abs=1e-4)
+
+
+def test_ddp_ranks_run_the_same_syncing_forwards_in_every_step(tmp_path):
+    """SnapMix at prob 0.5 under 2-process DDP: a rank that ran a train-mode (SyncBatchNorm-syncing)
+    forward the other skipped would hang a GPU run with trainer.sync_batchnorm=true (issue 15)."""
+    counts_dir = tmp_path / "counts"
+    result = run_train(
+        "mix=snapmix_scratch",  # prob 0.5
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "dataset.options.train_size=96",
+        "dataset.batch_size=8",  # 6 steps per epoch on each rank
+        "optim.epochs=2",
+        "++trainer.limit_val_batches=0",
+        "++trainer.limit_test_batches=0",
+        "callbacks=[]",
+        "+callbacks.mixed_images._target_=fgvc_mix.callbacks.MixedImageGrid",
+        "+callbacks.mixed_images.every_n_epochs=1",  # rank 0 draws a grid in both epochs
+        "+callbacks.mixed_images.num_images=4",
+        "+callbacks.counter._target_=helpers.sync_counter.SyncCounter",
+        f"+callbacks.counter.out_dir={counts_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        pythonpath=Path(__file__).parent,  # helpers.sync_counter, on both ranks
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (json.loads((counts_dir / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert 0 < len(rank0["cams"]) < 12, rank0["cams"]  # prob 0.5 really mixed some of the 12 steps, not all
+    assert rank0["cams"] == rank1["cams"]  # the same train-mode CAM forwards (mix decisions) on every rank
+    assert rank0["eval_cams"] and not rank1["eval_cams"]  # the grid ran, on rank 0 only...
+    assert rank0["syncing"] == rank1["syncing"]  # ...with no train-mode (syncing) BatchNorm forward
 
 
 def test_multirun_over_mix_and_prob_writes_a_summary(tmp_path):
@@ -105,8 +142,6 @@ def test_slurm_and_submitit_configs_compose(tmp_path):
     cfg = compose_config(["trainer=slurm", "trainer.num_nodes=2"], tmp_path)
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.num_nodes == 2
     GlobalHydra.instance().clear()
-    from conftest import CONFIG_DIR
-
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             "train",

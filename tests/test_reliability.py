@@ -9,12 +9,13 @@ import fsspec.implementations.local
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import CONFIG_DIR
+from helpers import CONFIG_DIR
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 
 from fgvc_mix.mixing import mixed_cross_entropy
+from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build, check_output_dir
 
 
@@ -130,6 +131,27 @@ def test_unknown_config_choice_lists_the_available_ones(override):
 def test_bad_values_are_rejected_before_training(overrides, message, tiny_config):
     with pytest.raises(ValueError, match=message):
         quiet(tiny_config, *overrides)
+
+
+def test_resumed_ranks_keep_taking_the_same_mix_decisions(tiny_config, monkeypatch):
+    """Rank 0's checkpoint carries the shared decision stream: every resumed rank continues it exactly."""
+    images, targets = torch.randn(4, 3, 16, 16), torch.arange(4)
+
+    def decisions(module) -> list[bool]:
+        return [module.mixer(images, targets).box_a is not None for _ in range(30)]
+
+    module, _, _ = quiet(tiny_config, "mix=cutmix", "mix.prob=0.5")
+    module.setup("fit")
+    decisions(module)  # the interrupted run's first steps
+    checkpoint = {"global_step": 30}
+    module.on_save_checkpoint(checkpoint)
+    expected = decisions(module)  # what the uninterrupted run decides next
+    for rank in (0, 1):
+        monkeypatch.setattr(FGVCModule, "global_rank", property(lambda self, rank=rank: rank))
+        resumed, _, _ = quiet(tiny_config, "mix=cutmix", "mix.prob=0.5")
+        resumed.setup("fit")
+        resumed.on_load_checkpoint(checkpoint)
+        assert decisions(resumed) == expected, rank
 
 
 def trained_state(tiny_config, *overrides):

@@ -13,8 +13,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 from fgvc_mix.mixing import MixedBatch, box_areas
+from fgvc_mix.module import eval_mode
+from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 
 
 class MixedImageGrid(pl.Callback):
@@ -22,7 +23,12 @@ class MixedImageGrid(pl.Callback):
     own label overlaid and the two label weights written on it (``train/mixed_images``).
 
     The mix is redrawn with a generator of its own (seeded by the epoch), so logging
-    pictures never changes the boxes that training draws.
+    pictures never changes the boxes or mix decisions that training draws. Only rank 0
+    draws the grid, so its CAM forwards run with BatchNorm in eval mode (running
+    statistics): a train-mode forward would all-reduce under ``trainer.sync_batchnorm``
+    and hang, waiting for ranks that never join. The pictured CAMs and SnapMix weights
+    therefore come from the running statistics, not from the batch statistics that
+    training's ``mix.cam_bn=batch`` uses.
     """
 
     def __init__(self, every_n_epochs: int = 5, num_images: int = 8, display_size: int = 160) -> None:
@@ -38,10 +44,9 @@ class MixedImageGrid(pl.Callback):
             return
         images, targets = (t[: self.num_images] for t in batch)
         mixer = copy.copy(pl_module.mixer)
-        mixer.prob = 1.0
         mixer.generator = torch.Generator().manual_seed(trainer.current_epoch)
-        with torch.no_grad():
-            mixed = mixer(images, targets, pl_module.target_cams if mixer.needs_cams else None)
+        with torch.no_grad(), eval_mode(pl_module.model):
+            mixed = mixer.mix(images, targets, pl_module.target_cams if mixer.needs_cams else None)
             cams = pl_module.target_cams(mixed.images, mixed.targets_a)
         datamodule = trainer.datamodule
         grid = self.render(mixed, cams, datamodule.hparams.mean, datamodule.hparams.std)

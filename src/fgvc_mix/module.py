@@ -154,17 +154,21 @@ class FGVCModule(pl.LightningModule):
             self.mixer.reseed(self.hparams.seed, self.global_rank)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The mixer's generator and the global RNGs (shuffling, augmentation), so that a resumed
+        # The mixer's generators and the global RNGs (shuffling, augmentation), so that a resumed
         # run draws what the uninterrupted run would have drawn.
         checkpoint["mixer_generator_state"] = self.mixer.generator.get_state()
+        checkpoint["mixer_decision_state"] = self.mixer.decision_generator.get_state()
         checkpoint["rng_states"] = random_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Rank 0 wrote the checkpoint with its own generator; other ranks draw a fresh, distinct stream.
+        # Rank 0 wrote the checkpoint with its own box generator; other ranks draw a fresh, distinct
+        # stream. The decision stream is the same on every rank, so every rank restores it: ranks keep
+        # mixing in the same steps (SyncBatchNorm's all-reduce in the CAM forward needs them all).
+        self.mixer.reseed(self.hparams.seed, self.global_rank, checkpoint.get("global_step", 0))
         if self.global_rank == 0 and "mixer_generator_state" in checkpoint:
             self.mixer.generator.set_state(checkpoint["mixer_generator_state"])
-        else:
-            self.mixer.reseed(self.hparams.seed, self.global_rank, checkpoint.get("global_step", 0))
+        if "mixer_decision_state" in checkpoint:
+            self.mixer.decision_generator.set_state(checkpoint["mixer_decision_state"])
         if self.global_rank == 0 and "rng_states" in checkpoint and self._trainer is not None:
             set_random_states(checkpoint["rng_states"])
 

@@ -1,10 +1,16 @@
 """Mixer objects: small callables, like timm's ``Mixup``, that the LightningModule holds.
 
 A mixer owns the chance that a batch is mixed (``prob``), its method's parameters
-and its own ``torch.Generator`` (seeded per run and per rank by the module), and
-says whether it needs class activation maps. CAMs are requested through a callback
-only when the batch is actually mixed, so an unmixed SnapMix batch costs no extra
-forward pass.
+and two CPU generators, and says whether it needs class activation maps. CAMs are
+requested through a callback only when the batch is actually mixed, so an unmixed
+SnapMix batch costs no extra forward pass.
+
+The two generators split what may differ between DDP ranks from what must not:
+``generator`` (boxes, lambdas, partners) is seeded per rank, so ranks mix their
+batches differently; ``decision_generator`` (mix or not, drawn once per call) is
+seeded without the rank, so every rank mixes in the same steps. SnapMix's CAM
+forward runs only in mixed steps, and under ``trainer.sync_batchnorm=true`` its
+BatchNorm layers all-reduce: a rank that skipped it would leave the others waiting.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ CamFunction = Callable[[Tensor, Tensor], Tensor]
 def _check_positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"mix.{name} must be > 0 (a Beta({name}, {name}) concentration), got {value}")
+
+
+def _decision_seed(seed: int, step: int) -> int:
+    """The seed of the mix-or-not stream: no rank in it; its own spawn key keeps it apart from the box stream."""
+    return int(np.random.SeedSequence([seed, step], spawn_key=(1,)).generate_state(1)[0])
 
 
 class Mixer:
@@ -72,19 +83,24 @@ class Mixer:
         self.cam_bn = cam_bn
         self.cam_resolution = cam_resolution
         self.cam_dtype = cam_dtype
-        self.generator = torch.Generator()
-        self.generator.manual_seed(0 if seed is None else seed)
+        seed = 0 if seed is None else seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.decision_generator = torch.Generator().manual_seed(_decision_seed(seed, step=0))
 
     def reseed(self, seed: int, rank: int = 0, step: int = 0) -> None:
-        """Seed the generator from (seed, rank, step) so that ranks (and resumed ranks) draw different boxes."""
+        """Boxes from (seed, rank, step), so that ranks (and resumed ranks) draw different ones;
+        mix-or-not decisions from (seed, step) alone, so that all ranks mix in the same steps."""
         self.generator.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
+        self.decision_generator.manual_seed(_decision_seed(seed, step))
 
     def __call__(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None = None) -> MixedBatch:
-        if self.prob < 1.0 and torch.rand((), generator=self.generator).item() >= self.prob:
+        # A CPU draw: no host-device synchronisation, whatever device the batch is on.
+        if self.prob < 1.0 and torch.rand((), generator=self.decision_generator).item() >= self.prob:
             return no_mix(images, targets)
         return self.mix(images, targets, cam_fn)
 
     def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
+        """Mix for certain (no ``prob`` draw), with boxes etc. from ``generator``; subclasses override it."""
         return no_mix(images, targets)
 
     def __repr__(self) -> str:

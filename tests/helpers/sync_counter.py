@@ -1,0 +1,48 @@
+"""A callback that counts, per training batch on its rank, the forwards that DDP ranks must agree on.
+
+Under ``trainer.sync_batchnorm=true`` every train-mode BatchNorm forward all-reduces, so ranks must
+run the same number of them in each step or they hang. SyncBatchNorm refuses CPU tensors, so a CPU
+test counts them instead: ``cams`` are CAM forwards with the model in train mode (the training step's,
+or a callback's that left it so), ``syncing`` the train-mode BatchNorm calls (each one a collective
+under SyncBatchNorm), ``eval_cams`` CAM forwards in eval mode (the image-grid callback's). Each rank
+writes ``rank<N>.json`` into ``out_dir`` when training ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch import nn
+
+
+class SyncCounter(pl.Callback):
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.batch = ""
+        self.counts: dict[str, Counter] = {"cams": Counter(), "syncing": Counter(), "eval_cams": Counter()}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        target_cams = pl_module.target_cams
+
+        def counted(images, targets):
+            self.counts["cams" if pl_module.model.training else "eval_cams"][self.batch] += 1
+            return target_cams(images, targets)
+
+        pl_module.target_cams = counted  # the step's mixer and the image grid both look it up on the module
+        for layer in pl_module.model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.register_forward_pre_hook(self._count_syncing)
+
+    def _count_syncing(self, layer: nn.Module, inputs) -> None:
+        if layer.training:
+            self.counts["syncing"][self.batch] += 1
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        self.batch = f"{trainer.current_epoch}/{batch_idx}"
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.counts))
