@@ -165,7 +165,8 @@ def test_meter_does_nothing_without_part_masks():
 def test_measure_uses_eval_mode_so_cam_bn_and_chunking_do_not_matter():
     model = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "backbone_options": {"width": 8}}
     optim = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
-    modules = [FGVCModule(model, {"_target_": "fgvc_mix.mixing.SnapMix", "cam_bn": bn}, optim, 16) for bn in CAM_BN]
+    mixes = [{"_target_": "fgvc_mix.mixing.SnapMix", "cam_bn": bn} for bn in CAM_BN]
+    modules = [FGVCModule(model, mix, optim, 16, channels_last=False) for mix in mixes]
     for layer in modules[0].modules():
         if isinstance(layer, torch.nn.BatchNorm2d):
             layer.running_mean.uniform_(-0.5, 0.5)  # running statistics unlike any batch's
@@ -183,7 +184,7 @@ def test_cam_variants_are_scored_next_to_the_exact_cams_on_the_same_pairs():
     model = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "backbone_options": {"width": 8}}
     optim = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
     trained_half_res = {"_target_": "fgvc_mix.mixing.SnapMix", "cam_resolution": 32}
-    module = FGVCModule(model, trained_half_res, optim, 16)
+    module = FGVCModule(model, trained_half_res, optim, 16, channels_last=False)
     images, targets, masks = masked_samples(SyntheticFGVC("test", 24, transform=eval_transform(64, 64)), 24)
     variants = {"half_res": {"cam_resolution": 32}, "bf16": {"cam_dtype": "bfloat16"}, "same": {}}
     report = measure(module, images, masks, targets, cam_variants=variants)

@@ -150,6 +150,15 @@ def test_module_rebuilds_from_its_hyperparameters(tiny_config):
     assert type(clone.mixer) is type(module.mixer) and clone.hparams.class_names == module.hparams.class_names
 
 
+def test_channels_last_has_one_default_in_the_config(tiny_config):
+    cfg = tiny_config("logger=[]", "callbacks=[]")
+    assert cfg.channels_last is True  # conf/train.yaml owns the default...
+    module, _, _ = build(cfg)
+    assert module.hparams.channels_last is True  # ...train.build passes it on...
+    with pytest.raises(TypeError, match="channels_last"):  # ...and the module has no default of its own
+        FGVCModule(**{key: value for key, value in module.hparams.items() if key != "channels_last"})
+
+
 def test_mid_level_branch_trains_and_reports_each_head(tiny_config, tmp_path):
     cfg = tiny_config(
         "model.mid_level=true",

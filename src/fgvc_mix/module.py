@@ -117,8 +117,10 @@ class FGVCModule(pl.LightningModule):
         seed: int = 0,
         class_names: list[str] | None = None,
         nonfinite_loss: str = "stop",
-        channels_last: bool = False,
+        *,
+        channels_last: bool,
     ) -> None:
+        # channels_last has no default here: conf/train.yaml owns it (true), and callers say which they want.
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS_ACTIONS:
             raise ValueError(f"nonfinite_loss must be one of {NONFINITE_LOSS_ACTIONS}, got {nonfinite_loss!r}")

@@ -43,7 +43,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
         seed=cfg.seed,
         class_names=datamodule.class_names,
         nonfinite_loss=cfg.nonfinite_loss,
-        channels_last=cfg.get("channels_last", False),
+        channels_last=cfg.channels_last,
     )
     loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
