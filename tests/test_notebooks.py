@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[dev]' installs nbformat")
+nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' installs nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -20,7 +21,7 @@ def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), "strip the outputs"
     monkeypatch.delenv("FGVC_MIX_CKPT", raising=False)  # train the notebook's own tiny model
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    NotebookClient(
+    nbclient.NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.output_type == "error"]

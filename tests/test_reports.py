@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC, compose_config
+from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
@@ -76,8 +76,8 @@ def test_torchscript_export_matches_the_checkpoint(checkpoint, tmp_path):
 
 
 def test_onnx_export_matches_the_checkpoint(checkpoint, tmp_path):
-    pytest.importorskip("onnx")
-    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx", reason="pip install -e '.[dev]' installs onnx")
+    onnxruntime = pytest.importorskip("onnxruntime", reason="pip install -e '.[dev]' installs onnxruntime")
     path = export(checkpoint, "onnx", tmp_path / "model.onnx")
     module, _ = load_checkpoint(checkpoint)
     images = torch.randn(2, 3, 64, 64)
