@@ -27,6 +27,7 @@ from fgvc_mix.mixing import (
 )
 from fgvc_mix.mixing.boxes import sample_beta
 from fgvc_mix.mixing.fmix import low_frequency_noise
+from fgvc_mix.mixing.resizemix import resize_boxes
 from fgvc_mix.train import build, train
 
 B, H, W = 6, 24, 20
@@ -51,6 +52,17 @@ def clipped_box(cx: int, cy: int, cut_w: int, cut_h: int) -> tuple[int, int, int
     return clip(cx - cut_w // 2, W), clip(cy - cut_h // 2, H), clip(cx + cut_w // 2, W), clip(cy + cut_h // 2, H)
 
 
+def shifted_box(cx: int, cy: int, cut_w: int, cut_h: int) -> tuple[int, int, int, int]:
+    """The ResizeMix authors' ``getbox_new``: centred, then shifted back inside the image (not clipped)."""
+    x1 = min(max(cx - cut_w // 2, 0), W)
+    x2 = min(max(x1 + cut_w, 0), W)
+    x1 = min(max(x2 - cut_w, 0), W)
+    y1 = min(max(cy - cut_h // 2, 0), H)
+    y2 = min(max(y1 + cut_h, 0), H)
+    y1 = min(max(y2 - cut_h, 0), H)
+    return x1, y1, x2, y2
+
+
 # --------------------------------------------------------------------------- per-image references
 
 
@@ -63,7 +75,8 @@ def reference_resizemix(images, targets, cams, per_sample, scope=(0.1, 0.8)):
     mixed, lam_a, lam_b = images.clone(), torch.ones(B), torch.zeros(B)
     for i in range(B):
         k, p = (i if per_sample else 0), int(partner[i])
-        x1, y1, x2, y2 = clipped_box(int(cx[k]), int(cy[k]), int(W * float(tau[k])), int(H * float(tau[k])))
+        cut_w, cut_h = int(W * float(tau[k])), int(H * float(tau[k]))  # F.interpolate(scale_factor=tau)'s size
+        x1, y1, x2, y2 = shifted_box(int(cx[k]), int(cy[k]), cut_w, cut_h)
         if x2 > x1 and y2 > y1:
             mixed[i, :, y1:y2, x1:x2] = F.interpolate(
                 images[p][None], (y2 - y1, x2 - x1), mode="bilinear", align_corners=True
@@ -294,6 +307,14 @@ def test_resizemix_cam_labels_give_the_whole_partner_its_full_weight():
     mixed = resizemix(images, targets, per_sample=True, cams=cams, generator=generator())
     assert torch.allclose(mixed.lam_b, torch.ones(B)) and bool((mixed.lam_a < 1).all())
     assert torch.equal(mixed.box_b, torch.tensor([[0, 0, W, H]]).expand(B, 4))
+
+
+def test_resizemix_boxes_are_shifted_inside_never_clipped():
+    """The authors keep the shrunk partner whole at the border; a clipped box (OpenMixup's) would squash it."""
+    boxes = resize_boxes(400, H, W, (0.5, 0.5), True, generator())
+    assert torch.equal(boxes[:, 2] - boxes[:, 0], torch.full((400,), W // 2))
+    assert torch.equal(boxes[:, 3] - boxes[:, 1], torch.full((400,), H // 2))
+    assert int(boxes[:, 0].min()) == 0 and int(boxes[:, 2].max()) == W  # the border is reached
 
 
 def test_fmix_noise_is_low_frequency_along_both_axes():

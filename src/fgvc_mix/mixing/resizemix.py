@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import box_areas, paste, random_boxes, random_partner, to_device
+from fgvc_mix.mixing.boxes import box_areas, paste, random_partner, to_device
 from fgvc_mix.mixing.cam_labels import check_labels, require_cams
 from fgvc_mix.mixing.mixers import CamFunction, Mixer
 from fgvc_mix.mixing.snapmix import snapmix_weights
@@ -26,14 +26,21 @@ def resize_boxes(
     per_sample: bool,
     generator: torch.Generator | None,
 ) -> Tensor:
-    """One box per image (or one for the batch) of side ``int(W * tau)`` by ``int(H * tau)``,
-    ``tau ~ U(scope)``, centred on a uniform pixel and clipped (the authors' ``rand_bbox_tao``)."""
+    """One box per image (or one for the batch) of side ``int(W * tau)`` by ``int(H * tau)``, ``tau ~ U(scope)``.
+
+    As the authors' ``getbox_new``: centred on a uniform pixel, then shifted (not clipped) to
+    lie inside the image, so the partner is shrunk by ``tau`` along both axes, never squashed.
+    """
     low, high = scope
+    count = batch_size if per_sample else 1
     draw_device = generator.device if generator is not None else torch.device("cpu")
-    tau = low + (high - low) * torch.rand(
-        batch_size if per_sample else 1, generator=generator, dtype=torch.float64, device=draw_device
-    )
-    return random_boxes(1.0 - tau * tau, height, width, generator).expand(batch_size, 4)  # side sqrt(1 - lam) = tau
+    tau = low + (high - low) * torch.rand(count, generator=generator, dtype=torch.float64, device=draw_device)
+    cut_w, cut_h = (width * tau).long(), (height * tau).long()
+    cx = torch.randint(width, (count,), generator=generator, device=draw_device)
+    cy = torch.randint(height, (count,), generator=generator, device=draw_device)
+    x1 = torch.minimum((cx - cut_w // 2).clamp_min(0), width - cut_w)
+    y1 = torch.minimum((cy - cut_h // 2).clamp_min(0), height - cut_h)
+    return torch.stack([x1, y1, x1 + cut_w, y1 + cut_h], dim=1).expand(batch_size, 4)
 
 
 def resizemix(
@@ -47,7 +54,7 @@ def resizemix(
 ) -> MixedBatch:
     """Resize each image's partner into a random box of it; an empty box leaves the image unmixed.
 
-    Area labels: ``lam_b`` is the clipped box's share of the pixels, ``lam_a = 1 - lam_b``.
+    Area labels: ``lam_b`` is the box's share of the pixels, ``lam_a = 1 - lam_b``.
     With ``cams`` (normalised target-class CAMs, B x H x W) the weights are SnapMix's
     (``snapmix_weights`` with the partner's whole image as its box). ``box_b`` is the
     partner's whole image (emptied with ``box_a``).
