@@ -348,6 +348,7 @@ def test_area_mixers_do_not_ask_for_cams():
         (lambda: ResizeMix(labels="boxes"), r"mix\.labels"),
         (lambda: FMix(labels="mass"), r"mix\.labels"),
         (lambda: ResizeMix(scope=(0.8, 0.1)), r"mix\.scope"),
+        (lambda: ResizeMix(scope=0.5), r"mix\.scope"),
         (lambda: FMix(alpha=0.0), r"mix\.alpha"),
         (lambda: FMix(decay_power=0.0), r"mix\.decay_power"),
         (lambda: SaliencyMix(beta=-1.0), r"mix\.beta"),

@@ -8,6 +8,8 @@ mass, 1, and the image's label the CAM mass the box leaves uncovered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -90,12 +92,11 @@ class ResizeMix(Mixer):
         **cam_options,
     ):
         super().__init__(prob, per_sample, seed, **cam_options)
-        low, high = scope
-        if not 0.0 <= low <= high <= 1.0:
+        if not (isinstance(scope, Sequence) and len(scope) == 2 and 0.0 <= scope[0] <= scope[1] <= 1.0):
             raise ValueError(
                 f"mix.scope must be [low, high] with 0 <= low <= high <= 1 (box side / image side), got {scope}"
             )
-        self.scope = (float(low), float(high))
+        self.scope = (float(scope[0]), float(scope[1]))
         self.needs_cams = check_labels(labels)
         self.labels = labels
 
