@@ -8,9 +8,10 @@ SnapMix batch costs no extra forward pass.
 The two generators split what may differ between DDP ranks from what must not:
 ``generator`` (boxes, lambdas, partners) is seeded per rank, so ranks mix their
 batches differently; ``decision_generator`` (mix or not, drawn once per call) is
-seeded without the rank, so every rank mixes in the same steps. SnapMix's CAM
-forward runs only in mixed steps, and under ``trainer.sync_batchnorm=true`` its
-BatchNorm layers all-reduce: a rank that skipped it would leave the others waiting.
+seeded without the rank, so every rank mixes in the same steps. The CAM forward of
+SnapMix (and of the other CAM-guided mixers) runs only in mixed steps, and under
+``trainer.sync_batchnorm=true`` its BatchNorm layers all-reduce: a rank that skipped
+it would leave the others waiting.
 """
 
 from __future__ import annotations
