@@ -17,6 +17,7 @@ import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.models.inception import InceptionAux
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 # Name prefixes of transformer families (torchvision and timm): their tokens have no CAM-ready spatial map.
 TRANSFORMER_PREFIXES = (
@@ -98,7 +99,13 @@ def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, cla
             "or set model.weights_path=null"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
-    missing, _ = model.load_state_dict(state, strict=False)
+    try:
+        missing, _ = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # tensors of other shapes: another width or variant
+        raise ValueError(
+            f"model.weights_path={path} does not fit this {name} ({str(error).splitlines()[-1].strip()}). "
+            "Build the model the weights were trained as (e.g. the same model.backbone_options.width)"
+        ) from None
     missing = [key for key in missing if not key.startswith(classifier_prefix)]
     if missing:
         raise ValueError(f"model.weights_path={path} is not a torchvision {name} state dict: missing {missing[:5]}")
@@ -114,9 +121,67 @@ def _torchvision_model(
     return model
 
 
+RESNET_LAYOUTS: dict[str, tuple[type[BasicBlock | Bottleneck], list[int]]] = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
+TORCHVISION_RESNET_WIDTH = 64
+
+
+class NarrowResNet(torchvision.models.ResNet):
+    """torchvision's ResNet with ``width`` stem channels instead of 64, every stage scaled alike.
+
+    Same blocks and module names as torchvision's, so its state dicts have torchvision's
+    keys and load through ``model.weights_path``: a backbone small enough to pretrain on
+    a CPU in minutes (``python -m fgvc_mix.pretrain``).
+    """
+
+    def __init__(self, name: str, width: int, num_classes: int = 1000) -> None:
+        if width < 1:
+            raise ValueError(f"model.backbone_options.width must be >= 1, got {width}")
+        block, layers = RESNET_LAYOUTS[name]
+        super().__init__(block, [1, 1, 1, 1], num_classes)  # torchvision's bookkeeping; the layers are rebuilt
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+        self.fc = nn.Linear(8 * width * block.expansion, num_classes)
+        for module in self.modules():  # torchvision's initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+
+def resnet_network(
+    name: str, pretrained: bool = False, weights_path: str | None = None, width: int = TORCHVISION_RESNET_WIDTH
+) -> torchvision.models.ResNet:
+    """torchvision's ResNet ``name``, or a ``NarrowResNet`` when ``width`` is not torchvision's 64."""
+    if width == TORCHVISION_RESNET_WIDTH:
+        return _torchvision_model(name, pretrained, weights_path, "fc.")
+    if pretrained and not weights_path:
+        raise ValueError(
+            f"model.backbone_options.width={width}: torchvision's ImageNet weights exist only for width "
+            f"{TORCHVISION_RESNET_WIDTH}; set model.pretrained=false, or model.weights_path to weights of this "
+            "width (python -m fgvc_mix.pretrain writes them)"
+        )
+    net = NarrowResNet(name, width)
+    if weights_path:
+        load_torchvision_weights(net, weights_path, name, "fc.")
+    return net
+
+
 def resnet(name: str) -> Callable[..., Backbone]:
-    def build(pretrained: bool = False, weights_path: str | None = None, **options) -> Backbone:
-        net = _torchvision_model(name, pretrained, weights_path, "fc.", **options)
+    def build(pretrained: bool = False, weights_path: str | None = None, width: int = 64) -> Backbone:
+        """``width``: channels of the stem (torchvision: 64), every stage scaled alike."""
+        net = resnet_network(name, pretrained, weights_path, width)
         body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
         return Backbone(body, net.layer4, net.layer4[0].conv1.in_channels, net.fc.in_features)
 

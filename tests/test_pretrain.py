@@ -1,0 +1,65 @@
+"""Pretraining stage: torchvision-named narrow ResNets, the cached weights file, loading it through weights_path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from fgvc_mix import pretrain
+from fgvc_mix.config import compose_config
+from fgvc_mix.models import build_classifier
+from fgvc_mix.models.backbones import NarrowResNet
+
+TINY_PRETRAIN = [
+    "data.train_size=36",
+    "data.test_size=36",
+    "data.image_size=32",
+    "optim.epochs=1",
+    "optim.batch_size=18",
+    "model.width=4",
+    "num_workers=0",
+]
+
+
+@pytest.fixture
+def tiny_pretrain(tmp_path, monkeypatch):
+    monkeypatch.setenv("FGVC_MIX_HOME", str(tmp_path / "home"))
+    return lambda *overrides: compose_config([*TINY_PRETRAIN, *overrides], tmp_path / "run", config_name="pretrain")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_narrow_resnet_at_width_64_has_torchvision_keys_and_shapes(name):
+    ours = NarrowResNet(name, 64).state_dict()
+    theirs = getattr(torchvision.models, name)().state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+
+
+def test_pretraining_writes_the_cache_and_a_second_run_reuses_it(tiny_pretrain, tmp_path, monkeypatch):
+    path = pretrain.pretrained_weights(tiny_pretrain())
+    assert path.is_file() and path.parent == tmp_path / "home" / "pretrained"
+    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 36)
+    assert not any(key.startswith("fc.") for key in torch.load(path, weights_only=True))
+
+    def no_training(cfg):
+        raise AssertionError("the cached weights should have been reused")
+
+    monkeypatch.setattr(pretrain, "train_backbone", no_training)
+    assert pretrain.pretrained_weights(tiny_pretrain("num_workers=2", "device=cpu")) == path  # not in the key
+    assert pretrain.weights_file(tiny_pretrain("optim.lr=0.01")) != path  # other settings, other weights
+
+
+def test_weights_path_loads_the_pretrained_backbone(tiny_pretrain):
+    path = pretrain.pretrained_weights(tiny_pretrain())
+    state = torch.load(path, weights_only=True)
+    model = build_classifier("resnet18", num_classes=3, weights_path=str(path), backbone_options={"width": 4})
+    assert torch.equal(model.backbone.body[0].weight, state["conv1.weight"])  # body[0] is torchvision's conv1
+    assert torch.equal(model.backbone.last_stage[1].bn2.running_var, state["layer4.1.bn2.running_var"])
+    assert model.pretrained_backbone  # so the backbone trains at optim.backbone_lr_scale
+    with pytest.raises(ValueError, match=r"model\.backbone_options\.width"):
+        build_classifier("resnet18", num_classes=3, weights_path=str(path), backbone_options={"width": 8})
+
+
+def test_a_narrow_resnet_has_no_imagenet_weights():
+    with pytest.raises(ValueError, match=r"width=16.*model\.pretrained=false"):
+        build_classifier("resnet18", num_classes=3, pretrained=True, backbone_options={"width": 16})
