@@ -65,12 +65,12 @@ def test_ddp_ranks_run_the_same_syncing_forwards_in_every_step(tmp_path):
         "dataset.options.train_size=96",
         "dataset.batch_size=8",  # 6 steps per epoch on each rank
         "optim.epochs=2",
-        "++trainer.limit_val_batches=0",
+        "++trainer.limit_val_batches=1",
         "++trainer.limit_test_batches=0",
-        "callbacks=[]",
-        "+callbacks.mixed_images._target_=fgvc_mix.callbacks.MixedImageGrid",
-        "+callbacks.mixed_images.every_n_epochs=1",  # rank 0 draws a grid in both epochs
-        "+callbacks.mixed_images.num_images=4",
+        "~callbacks.progress_bar",  # the default callbacks (rank 0's label-noise meter among them), and:
+        "callbacks.mixed_images.every_n_epochs=1",  # rank 0 draws a grid in both epochs
+        "callbacks.mixed_images.num_images=4",
+        "callbacks.label_noise.num_pairs=16",
         "+callbacks.counter._target_=helpers.sync_counter.SyncCounter",
         f"+callbacks.counter.out_dir={counts_dir}",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -80,7 +80,7 @@ def test_ddp_ranks_run_the_same_syncing_forwards_in_every_step(tmp_path):
     rank0, rank1 = (json.loads((counts_dir / f"rank{r}.json").read_text()) for r in (0, 1))
     assert 0 < len(rank0["cams"]) < 12, rank0["cams"]  # prob 0.5 really mixed some of the 12 steps, not all
     assert rank0["cams"] == rank1["cams"]  # the same train-mode CAM forwards (mix decisions) on every rank
-    assert rank0["eval_cams"] and not rank1["eval_cams"]  # the grid ran, on rank 0 only...
+    assert rank0["eval_cams"] and not rank1["eval_cams"]  # the grid (and the meter) ran, on rank 0 only...
     assert rank0["syncing"] == rank1["syncing"]  # ...with no train-mode (syncing) BatchNorm forward
 
 
