@@ -1,0 +1,278 @@
+"""Every mixer in the SnapMix paper's regime: a pretrained backbone fine-tuned on few images per class.
+
+    python benchmarks/paper_regime.py --preset quick --seeds 3 --json paper_regime.json
+    python benchmarks/paper_regime.py --preset full --seeds 5 --json paper_regime_gpu.json   # one GPU
+    python benchmarks/paper_regime.py --preset quick --cam-resolution-check --json cam_resolution.json
+
+The protocol is in the README ("Paper-regime benchmark"). In short: ``python -m
+fgvc_mix.pretrain`` pretrains a ResNet-18 at width 16 on the generic synthetic objects
+(cached; the stand-in for ImageNet weights), then for every seed each mixer fine-tunes
+it with ``experiment=paper_regime`` (30 synthetic birds per class, 128 px, the paper's
+SGD protocol on a short schedule) through ``fgvc_mix.train.train`` and the package's
+own configs. A seed fixes the data, the head's initialisation and the batch order, so
+the mixers are compared paired, seed by seed. Reported per mixer: last-epoch test
+accuracy, the label-noise meter on the fine-tuned model (``fgvc_mix.label_noise``:
+MAE of SnapMix's CAM rule and of CutMix's area rule against the true part shares, same
+pairs and boxes), and the CAM part share (``fgvc_mix.cam_quality``) at random init,
+after pretraining (before fine-tuning) and after every epoch. The table gives means,
+95% t-intervals over seeds, and paired differences to ``none`` and to ``cutmix``.
+
+``--cam-resolution-check`` instead fine-tunes one SnapMix model at 448 px (a 14x14
+last feature map, the paper's size) and scores the label MAE of exact CAMs against
+half-resolution ones (``mix.cam_resolution=224``: a 7x7 map) on the same pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from scipy import stats
+
+from fgvc_mix.cam_quality import measure_part_share
+from fgvc_mix.config import compose_config
+from fgvc_mix.label_noise import checkpoint_label_noise, masked_samples
+from fgvc_mix.pretrain import pretrained_weights, pretraining_report
+from fgvc_mix.train import build, train
+
+# Mixer name -> its overrides: the paper's settings, and Mixup also at the others' probability.
+MIXERS: dict[str, list[str]] = {
+    "none": ["mix=none"],
+    "mixup": ["mix=mixup"],  # prob 0.5, alpha 1: the authors'
+    "mixup_p1": ["mix=mixup", "mix.prob=1.0"],
+    "cutmix": ["mix=cutmix"],  # prob 1, beta 3
+    "snapmix": ["mix=snapmix"],  # prob 1, beta 5
+}
+REFERENCES = ("none", "cutmix")
+# TensorBoard keeps the per-epoch CAM curves; no image grids, dashboards, per-epoch label-noise meter (the final
+# model is scored once), validation or best-epoch checkpoint (last-epoch accuracy).
+QUIET = ["~callbacks.progress_bar", "~callbacks.mixed_images", "~callbacks.mixing_dashboard", "~callbacks.label_noise"]
+QUIET += ["~callbacks.best_checkpoint", "+trainer.limit_val_batches=0", "+trainer.enable_progress_bar=false"]
+QUIET += ["+trainer.enable_model_summary=false"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a preset fixes; the README's protocol states the same values."""
+
+    trainer: str
+    epochs: int
+    label_pairs: int  # test images the label-noise meter scores
+    cam_images: int  # test images the CAM part share is measured on
+    pretrain: tuple[str, ...] = ()  # overrides of conf/pretrain.yaml
+    finetune: tuple[str, ...] = ()  # overrides of experiment=paper_regime
+
+    def milestones(self) -> list[int]:
+        """The paper's x0.1 steps at 80, 150, 180 of 200 epochs, scaled to ``epochs``."""
+        return sorted({max(1, round(self.epochs * f)) for f in (0.4, 0.75, 0.9)})
+
+
+PRESETS = {
+    "quick": Preset(trainer="cpu", epochs=16, label_pairs=512, cam_images=128),
+    # Unmeasured: no GPU has been lent yet. Same data and networks, a longer schedule, >= 5 seeds.
+    "full": Preset(trainer="gpu", epochs=24, label_pairs=512, cam_images=256, pretrain=("device=cuda",)),
+    # For the tests: seconds on a CPU.
+    "tiny": Preset(
+        trainer="cpu",
+        epochs=1,
+        label_pairs=16,
+        cam_images=8,
+        pretrain=(
+            "data.train_size=72",
+            "data.test_size=36",
+            "data.image_size=64",
+            "optim.epochs=1",
+            "optim.batch_size=36",
+            "model.width=8",
+            "num_workers=0",
+        ),
+        finetune=(
+            "dataset.options.train_size=32",
+            "dataset.options.test_size=32",
+            "dataset.image_size=64",
+            "dataset.resize_size=72",
+            "dataset.num_classes=4",
+            "model.backbone_options.width=8",
+        ),
+    ),
+}
+CAM_CHECK = ("dataset.image_size=448", "dataset.resize_size=512")  # the paper's sizes: a 14x14 map
+CAM_CHECK_HALF = 224
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t interval (NaN with fewer than two values)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def finetune_overrides(preset: Preset, weights: Path, seed: int) -> list[str]:
+    """The fine-tuning run of ``seed`` (every mixer adds its own overrides)."""
+    return [
+        "experiment=paper_regime",
+        f"trainer={preset.trainer}",
+        *QUIET,
+        f"seed={seed}",
+        f"model.weights_path={weights}",
+        f"optim.epochs={preset.epochs}",
+        f"optim.scheduler.milestones={preset.milestones()}",
+        *preset.finetune,
+    ]
+
+
+def quiet_train(cfg: DictConfig) -> dict[str, Any]:
+    """``fgvc_mix.train.train`` without Lightning's per-run test table on stdout."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(cfg)
+
+
+def init_part_share(overrides: list[str], output_dir: Path, num_images: int) -> dict[str, float]:
+    """CAM part share of the randomly initialised model (no pretrained weights), fresh head, seed's data."""
+    module, datamodule, _ = build(compose_config([*overrides, "model.weights_path=null", "mix=none"], output_dir))
+    images, targets, masks = masked_samples(datamodule.datasets["test"], num_images, seed=0)
+    return asdict(measure_part_share(module, images, masks, targets))
+
+
+def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[str]) -> dict[str, dict[str, Any]]:
+    overrides = finetune_overrides(preset, weights, seed)
+    at_init = init_part_share(overrides, root / f"init-seed{seed}", preset.cam_images)
+    results = {}
+    for mixer in mixers:
+        output_dir = root / f"{mixer}-seed{seed}"
+        start = time.perf_counter()
+        metrics = quiet_train(compose_config([*overrides, *MIXERS[mixer]], output_dir))
+        noise = checkpoint_label_noise(output_dir / "checkpoints" / "last.ckpt", preset.label_pairs, seed=0)
+        history = json.loads((output_dir / "cam_part_share.json").read_text())
+        results[mixer] = {
+            "test_acc": metrics["test/acc"],
+            "label_mae_snapmix_rule": noise.snapmix.mae,
+            "label_mae_cutmix_rule": noise.cutmix.mae,
+            "label_mae_ratio": noise.mae_ratio,
+            "cam_part_share": history[0]["target"],  # after pretraining, before fine-tuning (fresh head)
+            "cam_part_share_agnostic": history[0]["agnostic"],
+            "cam_part_share_init": at_init["target"],
+            "cam_part_share_init_agnostic": at_init["agnostic"],
+            "cam_part_share_epochs": [h["target"] for h in history[1:]],
+            "cam_part_share_agnostic_epochs": [h["agnostic"] for h in history[1:]],
+            "part_area_share": history[0]["area"],
+            "seconds": time.perf_counter() - start,
+        }
+        row = results[mixer]
+        print(
+            f"seed {seed} {mixer:<9} test acc {row['test_acc']:.4f}  label MAE snapmix rule "
+            f"{row['label_mae_snapmix_rule']:.4f} / cutmix rule {row['label_mae_cutmix_rule']:.4f}  CAM part share "
+            f"{row['cam_part_share']:.3f} -> {row['cam_part_share_epochs'][-1]:.3f} (area {row['part_area_share']:.3f})"
+            f"  {row['seconds']:.0f} s",
+            flush=True,
+        )
+    return results
+
+
+def table(results: dict[str, dict[str, list]], mixers: list[str]) -> str:
+    """Means with 95% t-intervals over seeds; paired differences (same seed) to none and cutmix."""
+
+    def cell(values: list[float], digits: int = 3) -> str:
+        mean, half = t_interval(values)
+        return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+    refs = [r for r in REFERENCES if r in results]
+    header = ["mixer", "test acc", *(f"Δ acc vs {r}" for r in refs), "label MAE snapmix rule", "cutmix rule"]
+    header += ["CAM part share before FT / area", "after FT / area"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for mixer in mixers:
+        row = results[mixer]
+        area = statistics.fmean(row["part_area_share"])
+        deltas = [
+            cell([a - b for a, b in zip(row["test_acc"], results[r]["test_acc"], strict=True)]) if r != mixer else "—"
+            for r in refs
+        ]
+        final = [epochs[-1] for epochs in row["cam_part_share_epochs"]]
+        cells = [mixer, cell(row["test_acc"]), *deltas, cell(row["label_mae_snapmix_rule"])]
+        cells += [cell(row["label_mae_cutmix_rule"]), f"{statistics.fmean(row['cam_part_share']) / area:.2f}x"]
+        cells.append(f"{statistics.fmean(final) / area:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cam_resolution_check(preset: Preset, weights: Path, seed: int, root: Path) -> dict[str, Any]:
+    """Fine-tune SnapMix at 448 px (14x14 map); label MAE of exact vs half-resolution (7x7) CAMs, same pairs."""
+    output_dir = root / f"cam-resolution-seed{seed}"
+    overrides = [*finetune_overrides(preset, weights, seed), *MIXERS["snapmix"], *CAM_CHECK]
+    metrics = quiet_train(compose_config(overrides, output_dir))
+    variants = {"half_resolution": {"cam_resolution": CAM_CHECK_HALF}}
+    noise = checkpoint_label_noise(
+        output_dir / "checkpoints" / "last.ckpt", preset.label_pairs, 0, cam_variants=variants
+    )
+    print(noise.table())
+    return {
+        "test_acc": metrics["test/acc"],
+        "label_mae_exact": noise.snapmix.mae,
+        "label_mae_half_resolution": noise.variants["half_resolution"].mae,
+        "label_mae_cutmix_rule": noise.cutmix.mae,
+        "num_pairs": noise.num_pairs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    parser.add_argument("--seed-start", type=int, default=0, help="first seed (seeds S .. S+N-1)")
+    parser.add_argument("--mixers", nargs="+", choices=list(MIXERS), default=list(MIXERS))
+    parser.add_argument("--json", type=Path, required=True, help="where the results go")
+    parser.add_argument("--cam-resolution-check", action="store_true", help="only the 14x14 -> 7x7 CAM check")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="runs go here (default outputs/paper_regime/<time>)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    preset = PRESETS[args.preset]
+    root = args.output_dir or Path("outputs/paper_regime") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    start = time.perf_counter()
+    weights = pretrained_weights(compose_config(list(preset.pretrain), root / "pretrain", config_name="pretrain"))
+    protocol = {
+        "preset": args.preset,
+        **asdict(preset),
+        "milestones": preset.milestones(),
+        "seeds": list(range(args.seed_start, args.seed_start + args.seeds)),
+        "weights": str(weights),
+        "pretraining": pretraining_report(weights),
+        "threads": args.threads,
+    }
+    if args.cam_resolution_check:
+        output = {"protocol": protocol, "cam_resolution": cam_resolution_check(preset, weights, args.seed_start, root)}
+    else:
+        results: dict[str, dict[str, list]] = {mixer: {} for mixer in args.mixers}
+        for seed in protocol["seeds"]:
+            for mixer, row in run_seed(preset, weights, seed, root, args.mixers).items():
+                for key, value in row.items():
+                    results[mixer].setdefault(key, []).append(value)
+        output = {"protocol": protocol, **results}
+        print(f"\n{args.preset} preset, seeds {protocol['seeds']}, {preset.epochs} epochs; mean ± 95% t-interval")
+        print(table(results, args.mixers))
+    protocol["seconds"] = time.perf_counter() - start
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(output, indent=1))
+    print(f"{protocol['seconds']:.0f} s; results in {args.json}, runs under {root}")
+
+
+if __name__ == "__main__":
+    main()

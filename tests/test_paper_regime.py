@@ -1,0 +1,78 @@
+"""Paper-regime benchmark: CAM part share, its callback, the statistics, and the script end to end (tiny preset)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fgvc_mix.cam_quality import part_share
+from fgvc_mix.train import train
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("paper_regime", BENCHMARKS / "paper_regime.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_part_share_is_one_on_the_part_and_the_area_share_when_uniform():
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[:, 1:3, 1:2] = True  # 2 of 16 pixels
+    on_part = masks.float() / masks.sum(dim=(1, 2), keepdim=True)
+    uniform = torch.full((2, 4, 4), 1 / 16)
+    off_part = (~masks).float() / (~masks).sum(dim=(1, 2), keepdim=True)
+    assert part_share(on_part, masks).tolist() == [1.0, 1.0]
+    assert part_share(uniform, masks).tolist() == pytest.approx([2 / 16, 2 / 16])
+    assert part_share(off_part, masks).tolist() == [0.0, 0.0]
+
+
+def test_cam_part_share_meter_logs_before_fine_tuning_and_every_epoch(tiny_config, tmp_path):
+    history = tmp_path / "cam.json"
+    meter = "+callbacks.cam_part_share={_target_:fgvc_mix.cam_quality.CamPartShareMeter,num_images:8,"
+    meter += f"json_path:{history}}}"
+    train(tiny_config("optim.epochs=2", "logger=csv", "callbacks=[]", meter, "+trainer.enable_progress_bar=false"))
+    records = json.loads(history.read_text())
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert all(0.0 < r["area"] < 0.2 and 0.0 <= r["target"] <= 1.0 for r in records)
+    logged = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "cam/part_share" in logged and "cam/part_share_agnostic" in logged
+
+
+def test_t_interval_and_paper_milestones():
+    benchmark = load_benchmark()
+    mean, half = benchmark.t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)  # t(0.975, 2) * s / sqrt(n)
+    assert benchmark.Preset(trainer="cpu", epochs=200, label_pairs=1, cam_images=1).milestones() == [80, 150, 180]
+
+
+@pytest.mark.slow
+def test_paper_regime_tiny_preset_writes_every_mixer_and_metric(tmp_path):
+    out = tmp_path / "results.json"
+    command = [sys.executable, "paper_regime.py", "--preset", "tiny", "--seeds", "2", "--json", str(out)]
+    command += ["--output-dir", str(tmp_path / "runs")]
+    env = {**os.environ, "FGVC_MIX_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "2"}
+    run = subprocess.run(command, cwd=BENCHMARKS, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {"none", "mixup", "mixup_p1", "cutmix", "snapmix"} <= set(results)
+    for mixer in ("none", "mixup", "mixup_p1", "cutmix", "snapmix"):
+        row = results[mixer]
+        for key in ("test_acc", "label_mae_snapmix_rule", "label_mae_cutmix_rule", "cam_part_share"):
+            assert len(row[key]) == 2 and all(math.isfinite(v) for v in row[key]), (mixer, key)
+        assert [len(epochs) for epochs in row["cam_part_share_epochs"]] == [1, 1]  # one epoch per seed
+    # Same seed, same pretrained backbone and fresh head: every mixer starts from the same CAMs.
+    assert len({tuple(results[m]["cam_part_share"]) for m in ("none", "cutmix", "snapmix")}) == 1
+    assert results["protocol"]["seeds"] == [0, 1]
+    assert "| snapmix |" in run.stdout and "Δ acc vs cutmix" in run.stdout
