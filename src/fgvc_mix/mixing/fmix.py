@@ -13,6 +13,8 @@ non-blocking copy that carries the partners.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -22,17 +24,23 @@ from fgvc_mix.mixing.cam_labels import check_labels, mask_weights, require_cams
 from fgvc_mix.mixing.mixers import CamFunction, Mixer, _check_positive
 
 
+@functools.lru_cache(maxsize=8)
+def _spectrum_scale(height: int, width: int, decay_power: float) -> Tensor:
+    """``1 / max(f, 1 / max(H, W)) ** decay_power`` over the rFFT bins, on the CPU (cached: it is
+    a third of a batch-mode draw's time and depends on the image size only)."""
+    fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(width, dtype=torch.float64)[None, :]
+    return (fx * fx + fy * fy).sqrt().clamp_min(1.0 / max(height, width)) ** -decay_power
+
+
 def low_frequency_noise(
     count: int, height: int, width: int, decay_power: float, generator: torch.Generator | None
 ) -> Tensor:
     """``count`` real (H, W) images whose Fourier coefficients are complex Gaussians scaled by
     ``1 / max(f, 1 / max(H, W)) ** decay_power`` (the authors' ``make_low_freq_image``, float64)."""
     device = generator.device if generator is not None else torch.device("cpu")
-    fy = torch.fft.fftfreq(height, dtype=torch.float64, device=device)[:, None]
-    fx = torch.fft.rfftfreq(width, dtype=torch.float64, device=device)[None, :]
-    scale = (fx * fx + fy * fy).sqrt().clamp_min(1.0 / max(height, width)) ** -decay_power
     parts = torch.randn(count, 2, height, width // 2 + 1, generator=generator, dtype=torch.float64, device=device)
-    spectrum = torch.complex(parts[:, 0], parts[:, 1]) * scale
+    spectrum = torch.complex(parts[:, 0], parts[:, 1]) * _spectrum_scale(height, width, decay_power).to(device)
     return torch.fft.irfftn(spectrum, s=(height, width), dim=(-2, -1))
 
 
@@ -56,10 +64,9 @@ def fmix_masks(
     noise = low_frequency_noise(count, height, width, decay_power, generator).reshape(count, -1)
     round_up = torch.rand(count, generator=generator, dtype=torch.float64, device=lam.device) > 0.5
     pixels = height * width
-    kept = torch.where(round_up, (lam * pixels).ceil(), (lam * pixels).floor()).long()
-    order = noise.argsort(dim=1, descending=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(pixels, device=order.device).expand(count, -1))
-    return (rank >= kept[:, None]).reshape(count, height, width)
+    kept = torch.where(round_up, (lam * pixels).ceil(), (lam * pixels).floor()).long()[:, None]
+    lowest_kept = noise.sort(dim=1, descending=True).values.gather(1, (kept - 1).clamp_min(0))
+    return ((noise < lowest_kept) | (kept == 0)).reshape(count, height, width)
 
 
 def fmix(
