@@ -7,9 +7,8 @@ the labels are weighted by area, as the authors do.
 Saliency here is the model's own CAM of the partner's label, not the authors' static
 saliency: their code runs OpenCV's ``StaticSaliencyFineGrained`` (Montabone & Soto 2010,
 a centre-surround contrast of the pixels, independent of the model and the label) on the
-partner image. The CAM says where the model finds the partner's class, costs one no-grad
-forward (the one SnapMix runs) instead of an OpenCV pass per image on the host, and keeps
-the mixing on the device.
+partner image, on the host. The CAM says where the model finds the partner's class; it
+costs the one no-grad forward SnapMix runs, and keeps the mixing on the device.
 """
 
 from __future__ import annotations
