@@ -32,6 +32,9 @@ MIXES = {
     "cutmix": {"_target_": "fgvc_mix.mixing.CutMix"},
     "cutmix_per_sample": {"_target_": "fgvc_mix.mixing.CutMix", "per_sample": True},
     "mixup": {"_target_": "fgvc_mix.mixing.Mixup", "prob": 1.0},
+    "resizemix": {"_target_": "fgvc_mix.mixing.ResizeMix", "prob": 1.0},
+    "fmix": {"_target_": "fgvc_mix.mixing.FMix", "prob": 1.0},
+    "attentive_cutmix": {"_target_": "fgvc_mix.mixing.AttentiveCutMix", "prob": 1.0},
 }
 
 
