@@ -67,9 +67,9 @@ section() { # section NAME SECONDS COMMAND...: run it under a time limit, log it
     fi
 }
 
-section "CUDA tests: sync-free mixed steps, BatchNorm folding" 50 \
+section "CUDA tests: sync-free mixed steps, BatchNorm folding" 70 \
     $python -m pytest -q -p no:cacheprovider "$root/tests/test_sync_free.py" "$root/tests/test_batchnorm_folding.py"
-section "training smoke run" 50 \
+section "training smoke run" 40 \
     $python -m fgvc_mix.train +trainer.fast_dev_run=true model.pretrained=false mix=snapmix logger=[] callbacks=[] \
     "${smoke[@]}" hydra.run.dir="${TMPDIR:-/tmp}/fgvc_mix_gpu_check"
 cd "$root/benchmarks" || exit 1
@@ -86,7 +86,7 @@ section "end-to-end images/s" 110 \
     --extra "snapmix_eval_bn mix=snapmix mix.cam_bn=eval" \
     --extra "snapmix_r101 mix=snapmix model=resnet101" \
     --extra "snapmix_b64 mix=snapmix dataset.batch_size=64"
-section "compiled CAM forward vs eager (torch.compile during warm-up)" 80 \
+section "compiled CAM forward vs eager (torch.compile during warm-up)" 70 \
     $python cam_forward.py --device $device "${cams[@]}" --warmup 2 --compiled
 
 echo
