@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One prepared GPU run (~5 minutes, at most 8, on one H200) that fills every GPU row of issue 14 and the README:
+# One prepared GPU run (planned for ~5 minutes, at most 8, on one H200; not yet run on one) filling every GPU row
+# of issue 14 and the README:
 #   1. the CUDA tests: a mixed training step under torch.cuda.set_sync_debug_mode("error") for every mixer and
 #      CAM option (tests/test_sync_free.py), cached BatchNorm folding after bf16 steps (tests/test_batchnorm_folding.py);
 #   2. a bf16 + channels_last training smoke run through the real configs (trainer=gpu);
@@ -19,7 +20,7 @@
 #   .venv/bin/python -m pip download hydra-core==1.3.8 omegaconf==2.3.1 --no-deps -d wheels/
 #   .venv/bin/python -m pip wheel antlr4-python3-runtime==4.9.3 --no-deps -w wheels/
 #   run(command="bash benchmarks/gpu_check.sh", carry=["wheels"], timeout_s=540)
-# Dry run on CPU, tiny sizes, every command (a few minutes on 2 shared cores):
+# Dry run on CPU, tiny sizes, every command (10 minutes on 2 loaded, shared cores):
 #   DRY_RUN=1 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
