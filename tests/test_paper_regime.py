@@ -57,15 +57,20 @@ def test_t_interval_and_paper_milestones():
     assert benchmark.Preset(trainer="cpu", epochs=200, label_pairs=1, cam_images=1).milestones() == [80, 150, 180]
 
 
-@pytest.mark.slow
-def test_paper_regime_tiny_preset_writes_every_mixer_and_metric(tmp_path):
+def run_tiny_benchmark(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    """``paper_regime.py --preset tiny`` in a subprocess, caching its weights under tmp_path: (JSON, stdout)."""
     out = tmp_path / "results.json"
-    command = [sys.executable, "paper_regime.py", "--preset", "tiny", "--seeds", "2", "--json", str(out)]
+    command = [sys.executable, "paper_regime.py", "--preset", "tiny", *args, "--json", str(out)]
     command += ["--output-dir", str(tmp_path / "runs")]
     env = {**os.environ, "FGVC_MIX_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "2"}
     run = subprocess.run(command, cwd=BENCHMARKS, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(out.read_text())
+    return json.loads(out.read_text()), run.stdout
+
+
+@pytest.mark.slow
+def test_paper_regime_tiny_preset_writes_every_mixer_and_metric(tmp_path):
+    results, stdout = run_tiny_benchmark(tmp_path, "--seeds", "2")
     assert {"none", "mixup", "mixup_p1", "cutmix", "snapmix"} <= set(results)
     for mixer in ("none", "mixup", "mixup_p1", "cutmix", "snapmix"):
         row = results[mixer]
@@ -75,4 +80,13 @@ def test_paper_regime_tiny_preset_writes_every_mixer_and_metric(tmp_path):
     # Same seed, same pretrained backbone and fresh head: every mixer starts from the same CAMs.
     assert len({tuple(results[m]["cam_part_share"]) for m in ("none", "cutmix", "snapmix")}) == 1
     assert results["protocol"]["seeds"] == [0, 1]
-    assert "| snapmix |" in run.stdout and "Δ acc vs cutmix" in run.stdout
+    assert "| snapmix |" in stdout and "Δ acc vs cutmix" in stdout
+
+
+@pytest.mark.slow
+def test_cam_resolution_check_scores_exact_and_half_resolution_cams_on_the_same_pairs(tmp_path):
+    results, stdout = run_tiny_benchmark(tmp_path, "--cam-resolution-check")
+    check = results["cam_resolution"]
+    assert check["image_size"] == 64 and check["half_resolution"] == 32
+    assert math.isfinite(check["label_mae_exact"]) and math.isfinite(check["label_mae_half_resolution"])
+    assert "snapmix half_resolution" in stdout
