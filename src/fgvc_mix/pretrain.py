@@ -136,11 +136,11 @@ def pretrained_weights(cfg: DictConfig) -> Path:
     net, report = train_backbone(cfg)
     state = {key: value.cpu() for key, value in net.state_dict().items() if not key.startswith("fc.")}
     path.parent.mkdir(parents=True, exist_ok=True)
+    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "hydra"}
+    path.with_suffix(".json").write_text(json.dumps({"report": report, "settings": settings}, indent=1))
     partial = path.with_suffix(".partial")
     torch.save(state, partial)
-    os.replace(partial, path)  # a killed run never leaves a truncated file under the cached name
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    path.with_suffix(".json").write_text(json.dumps({"report": report, "settings": settings}, indent=1))
+    os.replace(partial, path)  # last: a killed run never leaves a truncated or unreported file under the cached name
     log.info("Pretrained %s: test accuracy %.3f in %.0f s -> %s", cfg.model.name, report["test_acc"],
              report["seconds"], path)  # fmt: skip
     return path
