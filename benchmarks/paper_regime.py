@@ -208,6 +208,20 @@ def table(results: dict[str, dict[str, list]], mixers: list[str]) -> str:
     return "\n".join(lines)
 
 
+def cam_summary(row: dict[str, list]) -> str:
+    """CAM part share before fine-tuning (the same for every mixer of a seed), as multiples of the area share."""
+    area = statistics.fmean(row["part_area_share"])
+
+    def ratio(key: str) -> str:
+        return f"{statistics.fmean(row[key]) / area:.2f}x"
+
+    return (
+        f"CAM part share / part area share ({area:.3f}): random init {ratio('cam_part_share_init')} "
+        f"(class-agnostic {ratio('cam_part_share_init_agnostic')}); after pretraining, before fine-tuning "
+        f"{ratio('cam_part_share')} (class-agnostic {ratio('cam_part_share_agnostic')})"
+    )
+
+
 def cam_resolution_check(preset: Preset, weights: Path, seed: int, root: Path) -> dict[str, Any]:
     """Fine-tune SnapMix at 448 px (14x14 map); label MAE of exact vs half-resolution (7x7) CAMs, same pairs.
 
@@ -275,6 +289,7 @@ def main() -> None:
         output = {"protocol": protocol, **results}
         print(f"\n{args.preset} preset, seeds {protocol['seeds']}, {preset.epochs} epochs; mean ± 95% t-interval")
         print(table(results, args.mixers))
+        print(cam_summary(results[args.mixers[0]]))
     protocol["seconds"] = time.perf_counter() - start
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(output, indent=1))
