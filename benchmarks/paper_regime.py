@@ -81,7 +81,7 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset(trainer="cpu", epochs=12, label_pairs=512, cam_images=128),
+    "quick": Preset(trainer="cpu", epochs=16, label_pairs=512, cam_images=128),
     # Unmeasured: no GPU has been lent yet. Same data and networks, a longer schedule, >= 5 seeds.
     "full": Preset(trainer="gpu", epochs=20, label_pairs=512, cam_images=256, pretrain=("device=cuda",)),
     # For the tests: seconds on a CPU.
