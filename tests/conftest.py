@@ -6,11 +6,9 @@ Plain helpers (``TINY_SYNTHETIC``, ``CONFIG_DIR``, ``compose_config``) live in `
 from __future__ import annotations
 
 import pytest
-from helpers import CONFIG_DIR, TINY_SYNTHETIC, compose_config
+from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
-
-__all__ = ["CONFIG_DIR", "TINY_SYNTHETIC", "compose_config"]  # until every test module imports from helpers
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose_config
+from helpers import compose_config
 from test_datasets import cub_root  # noqa: F401  (fixture)
 
 from fgvc_mix.data import DatasetError, FGVCDataModule

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG_DIR, compose_config
+from helpers import CONFIG_DIR, compose_config
 
 PAPER_DIR = CONFIG_DIR / "experiment" / "paper"
 RECIPES = sorted(p.stem for p in PAPER_DIR.glob("*.yaml") if not p.stem.startswith("_"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import compose_config
+from helpers import compose_config
 
 from fgvc_mix.config import build_from_config
 from fgvc_mix.models import build_classifier

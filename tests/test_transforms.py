@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
-from conftest import compose_config
+from helpers import compose_config
 from hydra.utils import instantiate
 from PIL import Image
 
