@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import compose_config
-from test_datasets import cub_root  # noqa: F401  (fixture)
 
 from fgvc_mix.data import DatasetError, FGVCDataModule
 from fgvc_mix.data.datamodule import stratified_split
@@ -19,7 +18,7 @@ def cub_module(root, **overrides) -> FGVCDataModule:
     return FGVCDataModule(**{**settings, **overrides})
 
 
-def test_cub_loaders_give_normalised_crops(cub_root):  # noqa: F811
+def test_cub_loaders_give_normalised_crops(cub_root):
     datamodule = cub_module(cub_root)
     datamodule.setup("fit")
     datamodule.setup("test")  # idempotent
@@ -30,7 +29,7 @@ def test_cub_loaders_give_normalised_crops(cub_root):  # noqa: F811
 
 
 @pytest.mark.parametrize("drop_last", [True, False])
-def test_drop_last_reaches_only_the_training_loader(cub_root, drop_last):  # noqa: F811
+def test_drop_last_reaches_only_the_training_loader(cub_root, drop_last):
     """``dataset.drop_last=false`` keeps the last partial training batch, as the authors' loader does."""
     datamodule = cub_module(cub_root, batch_size=4, drop_last=drop_last)  # 6 training images: batches of 4 and 2
     datamodule.setup("fit")
@@ -38,7 +37,7 @@ def test_drop_last_reaches_only_the_training_loader(cub_root, drop_last):  # noq
     assert not datamodule.val_dataloader().drop_last
 
 
-def test_holdout_validation_is_stratified_and_disjoint(cub_root):  # noqa: F811
+def test_holdout_validation_is_stratified_and_disjoint(cub_root):
     datamodule = cub_module(cub_root, val_source="holdout", val_fraction=0.34)
     datamodule.setup("fit")
     train_indices = set(datamodule.datasets["train"].indices)
@@ -61,7 +60,7 @@ def test_synthetic_builds_through_the_registry_without_a_root():
     assert len(datamodule.class_names) == 3
 
 
-def test_wrong_class_count_and_bad_options_are_reported(cub_root, tmp_path):  # noqa: F811
+def test_wrong_class_count_and_bad_options_are_reported(cub_root, tmp_path):
     with pytest.raises(DatasetError, match=r"set dataset\.num_classes=3"):
         cub_module(cub_root, num_classes=200).setup("fit")
     with pytest.raises(DatasetError, match=r"dataset\.root"):
@@ -74,7 +73,7 @@ def test_wrong_class_count_and_bad_options_are_reported(cub_root, tmp_path):  # 
         cub_module(tmp_path / "nowhere").setup("fit")
 
 
-def test_train_on_a_real_dataset_layout_with_a_resnet(cub_root, tmp_path):  # noqa: F811
+def test_train_on_a_real_dataset_layout_with_a_resnet(cub_root, tmp_path):
     cfg = compose_config(
         [
             "dataset=cub",

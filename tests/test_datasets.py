@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers.datasets import image, lines, write_cub_style
 from scipy.io import savemat
 
 from fgvc_mix.data.aircraft import FGVCAircraft
@@ -45,16 +45,6 @@ def assert_shows_layout(error: pytest.ExceptionInfo[DatasetError], name: str) ->
 # --------------------------------------------------------------------------- writers
 
 
-def image(path: Path, size: tuple[int, int] = (8, 8), color: tuple[int, int, int] = (120, 60, 30)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-
-
-def lines(path: Path, rows: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{row}\n" for row in rows))
-
-
 def struct_array(records: list[dict[str, Any]]) -> np.ndarray:
     """A 1xN MATLAB struct array, as in the Cars devkit files."""
     fields = list(records[0])
@@ -77,29 +67,6 @@ def cell_column(strings: list[str]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- CUB / NABirds
-
-
-def write_cub_style(base: Path, images: list[tuple[str, str, str, int]], classes: list[tuple[str, str]]) -> None:
-    """``images``: (image id, relative path, class id, is_train)."""
-    lines(base / "images.txt", [f"{i} {p}" for i, p, _, _ in images])
-    lines(base / "image_class_labels.txt", [f"{i} {c}" for i, _, c, _ in images])
-    lines(base / "train_test_split.txt", [f"{i} {t}" for i, _, _, t in images])
-    lines(base / "bounding_boxes.txt", [f"{i} {n}.0 2.0 3.5 4.0" for n, (i, *_) in enumerate(images)])
-    lines(base / "classes.txt", [f"{c} {name}" for c, name in classes])
-    for _, rel, _, _ in images:
-        image(base / "images" / rel)
-
-
-@pytest.fixture
-def cub_root(tmp_path: Path) -> Path:
-    classes = [("1", "001.Black_footed_Albatross"), ("2", "002.Laysan_Albatross"), ("3", "003.Sooty_Albatross")]
-    images = []
-    for n in range(1, 10):
-        class_id = str((n - 1) % 3 + 1)
-        folder = classes[int(class_id) - 1][1]
-        images.append((str(n), f"{folder}/img_{n:04d}.jpg", class_id, int(n % 3 != 0)))
-    write_cub_style(tmp_path / "CUB_200_2011", images, classes)
-    return tmp_path
 
 
 def test_cub_reads_both_splits(cub_root: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.datasets import write_jpeg
 from PIL import Image
 
 from fgvc_mix.data.annotation_checks import check_class_id, check_not_empty
@@ -23,12 +24,6 @@ def pixel(path: Path) -> tuple[int, ...]:
     assert img.mode == "RGB"
     assert img.size == (8, 8)
     return tuple(int(v) for v in np.asarray(img)[0, 0])
-
-
-def write_jpeg(path: Path, seed: int = 0, size: int = 48) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path, quality=90)
-    return path
 
 
 def test_grayscale_cmyk_rgba_palette_load_as_rgb(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.datasets import write_cub_style, write_jpeg
 from rich.console import Console
-from test_datasets import write_cub_style
-from test_datasets_loading import write_jpeg
 
 from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.verify import print_report, splits_to_scan, verify_dataset
