@@ -36,7 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from fgvc_mix.label_noise import cam_forward_options, masked_samples, part_mask_source
+from fgvc_mix.label_noise import masked_samples, part_mask_source
 from fgvc_mix.mixing import class_activation_maps
 from fgvc_mix.module import FGVCModule, eval_mode
 
@@ -68,14 +68,19 @@ class PartShare:
 def measure_part_share(
     module: FGVCModule, images: Tensor, masks: Tensor, targets: Tensor, chunk_size: int = 128
 ) -> PartShare:
-    """Part shares of ``module``'s target-class and class-agnostic maps on ``images`` (eval mode, exact CAMs)."""
+    """Part shares of ``module``'s target-class and class-agnostic maps on ``images``.
+
+    One eval-mode forward per chunk gives both maps: the target-class CAM is the one
+    ``module.target_cams`` computes in eval mode with the exact forward.
+    """
     size = tuple(images.shape[-2:])
+    head = module.model.head
     target_cams, agnostic_maps = [], []
-    with eval_mode(module), cam_forward_options(module.mixer, {"cam_resolution": None, "cam_dtype": None}):
+    with eval_mode(module), torch.inference_mode():
         for x, y in zip(images.split(chunk_size), targets.split(chunk_size), strict=True):
             x, y = module.in_model_layout(x.to(module.device)), y.to(module.device)
-            target_cams.append(module.target_cams(x, y).cpu())
             features = module.model.forward_features(x)
+            target_cams.append(class_activation_maps(features, head.weight, head.bias, y, size).cpu())
             equal = torch.ones(1, features.shape[1], device=features.device)
             agnostic_maps.append(class_activation_maps(features, equal, None, torch.zeros_like(y), size).cpu())
     return PartShare(
