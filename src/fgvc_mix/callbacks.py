@@ -14,7 +14,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from fgvc_mix.mixing import MixedBatch, box_areas
-from fgvc_mix.module import eval_mode
+from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 
 

@@ -38,7 +38,8 @@ from torch import Tensor
 
 from fgvc_mix.label_noise import masked_samples, part_mask_source
 from fgvc_mix.mixing import class_activation_maps
-from fgvc_mix.module import FGVCModule, eval_mode
+from fgvc_mix.models.batchnorm import eval_mode
+from fgvc_mix.module import FGVCModule
 
 
 def part_share(cams: Tensor, masks: Tensor) -> Tensor:

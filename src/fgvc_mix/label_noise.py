@@ -52,7 +52,8 @@ from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing import box_areas, snapmix_weights
 from fgvc_mix.mixing.boxes import draw_boxes, random_partner
 from fgvc_mix.mixing.mixers import Mixer
-from fgvc_mix.module import FGVCModule, eval_mode
+from fgvc_mix.models.batchnorm import eval_mode
+from fgvc_mix.module import FGVCModule
 
 SNAPMIX_BETA = 5.0
 """The paper's Beta(5, 5) concentration of each box's lambda."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from fgvc_mix.config import build_from_config
 from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
+from fgvc_mix.models.batchnorm import batchnorm_buffers, eval_mode, frozen_batchnorm_statistics
 from fgvc_mix.models.batchnorm_folding import conv_batchnorm_pairs, folded_batchnorm
 
 log = logging.getLogger(__name__)
@@ -51,45 +51,6 @@ def set_random_states(states: dict[str, Any]) -> None:
     kind, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     random.setstate(states["python"])
-
-
-def batchnorm_buffers(model: nn.Module, clone: bool = False) -> list[Tensor]:
-    """Running means, variances and batch counters of every BatchNorm layer."""
-    buffers = [
-        buffer
-        for layer in model.modules()
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm)
-        for buffer in layer.buffers()
-    ]
-    return [b.clone() for b in buffers] if clone else buffers
-
-
-@contextlib.contextmanager
-def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
-    """BatchNorm layers normalise with batch statistics but leave running stats and counters untouched.
-
-    With ``track_running_stats`` off, a BatchNorm in training mode passes no running
-    buffers to ``F.batch_norm`` and skips its batch counter; the buffers stay as they were.
-    """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    for layer in layers:
-        layer.track_running_stats = False
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.track_running_stats = True
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Temporarily switch ``model`` to eval mode (BatchNorm running statistics, no dropout)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
