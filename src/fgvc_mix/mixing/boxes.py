@@ -43,6 +43,11 @@ def random_boxes(lam: Tensor, height: int, width: int, generator: torch.Generato
     cut_h = (height * cut_ratio).long()
     cx = torch.randint(width, lam.shape, generator=generator, device=lam.device)
     cy = torch.randint(height, lam.shape, generator=generator, device=lam.device)
+    return centred_boxes(cx, cy, cut_w, cut_h, height, width)
+
+
+def centred_boxes(cx: Tensor, cy: Tensor, cut_w: Tensor, cut_h: Tensor, height: int, width: int) -> Tensor:
+    """(N, 4) boxes reaching ``cut // 2`` on each side of (cx, cy), clipped to the image (``rand_bbox``'s rule)."""
     return torch.stack(
         [
             (cx - cut_w // 2).clamp(0, width),

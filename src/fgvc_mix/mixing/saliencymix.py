@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import box_areas, box_masks, random_partner, sample_beta, to_device
+from fgvc_mix.mixing.boxes import box_areas, box_masks, centred_boxes, random_partner, sample_beta, to_device
 from fgvc_mix.mixing.cam_labels import require_cams
 from fgvc_mix.mixing.mixers import CamFunction, Mixer, _check_positive
 
@@ -27,16 +27,7 @@ def peak_boxes(saliency: Tensor, cut_w: Tensor, cut_h: Tensor) -> Tensor:
     each (H, W) map's maximum (its first, in row-major order, on ties) and clipped to the image."""
     height, width = saliency.shape[-2:]
     peak = saliency.flatten(1).argmax(dim=1)
-    cy, cx = peak // width, peak % width
-    return torch.stack(
-        [
-            (cx - cut_w // 2).clamp(0, width),
-            (cy - cut_h // 2).clamp(0, height),
-            (cx + cut_w // 2).clamp(0, width),
-            (cy + cut_h // 2).clamp(0, height),
-        ],
-        dim=1,
-    )
+    return centred_boxes(peak % width, peak // width, cut_w, cut_h, height, width)
 
 
 def saliencymix(
