@@ -15,16 +15,14 @@ from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import eval_transform
 from fgvc_mix.label_noise import (
     LabelNoiseMeter,
-    area_weights,
     checkpoint_label_noise,
     draw_pairs,
-    label_noise,
     masked_samples,
     measure,
     part_mask_source,
-    semantic_shares,
 )
 from fgvc_mix.mixing import cutmix, snapmix
+from fgvc_mix.mixing.label_scoring import area_weights, label_noise, semantic_shares
 from fgvc_mix.mixing.mixers import CAM_BN_MODES as CAM_BN
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build

@@ -36,6 +36,23 @@ def snapmix_weights(cams: Tensor, partner: Tensor, box_a: Tensor, box_b: Tensor)
     return lam_a, lam_b
 
 
+def draw_snapmix_pairs(
+    batch_size: int, height: int, width: int, beta: float, per_sample: bool, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(partner, box_a, box_b)`` on the generator's device, in SnapMix's draw order.
+
+    Two independent Beta(beta, beta) boxes (one each per image with ``per_sample``, else
+    one each for the batch), then a random permutation; a pair with an empty box gets two
+    empty boxes (it is not mixed). The label-noise meter draws its pairs here too, so it
+    scores exactly the geometry SnapMix trains with.
+    """
+    box_a = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    box_b = draw_boxes(batch_size, height, width, beta, per_sample, generator)
+    partner = random_partner(batch_size, generator)
+    active = (box_areas(box_a) > 0) & (box_areas(box_b) > 0)
+    return partner, box_a * active[:, None], box_b * active[:, None]
+
+
 def snapmix(
     images: Tensor,
     targets: Tensor,
@@ -57,12 +74,7 @@ def snapmix(
     if same_label not in SAME_LABEL_RULES:
         raise ValueError(f"same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
     batch_size, _, height, width = images.shape
-    host_a = draw_boxes(batch_size, height, width, beta, per_sample, generator)
-    host_b = draw_boxes(batch_size, height, width, beta, per_sample, generator)
-    partner = random_partner(batch_size, generator)
-    active = (box_areas(host_a) > 0) & (box_areas(host_b) > 0)
-    host_a = host_a * active[:, None]
-    host_b = host_b * active[:, None]
+    partner, host_a, host_b = draw_snapmix_pairs(batch_size, height, width, beta, per_sample, generator)
     partner, box_a, box_b = to_device([partner, host_a, host_b], images.device)
 
     # Batch mode pastes with the host boxes (Python ints for slicing), per-image mode with the device's.
