@@ -83,6 +83,16 @@ def class_grid(num_classes: int) -> list[tuple[int, int]]:
     return pairs[:num_classes]
 
 
+def check_generated_split(dataset: str, split: str, num_samples: int, image_size: int) -> None:
+    """The options every generated dataset shares, refused with the dataset's name before anything is drawn."""
+    if split not in SPLITS:
+        raise ValueError(f"{dataset}: split={split!r} is not one of {SPLITS}")
+    if num_samples < 1:
+        raise ValueError(f"{dataset}: num_samples must be >= 1, got {num_samples}")
+    if image_size < 32:
+        raise ValueError(f"{dataset}: image_size must be >= 32 pixels, got {image_size}")
+
+
 class Canvas:
     """Drawing primitives on a square ``size`` x ``size`` image (float64 (3, H, W) arrays, in place).
 
@@ -189,12 +199,7 @@ class SyntheticFGVC(Dataset):
         noise: float = 0.03,
         cache: bool = False,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"SyntheticFGVC: split={split!r} is not one of {SPLITS}")
-        if num_samples < 1:
-            raise ValueError(f"SyntheticFGVC: num_samples must be >= 1, got {num_samples}")
-        if image_size < 32:
-            raise ValueError(f"SyntheticFGVC: image_size must be >= 32 pixels, got {image_size}")
+        check_generated_split("SyntheticFGVC", split, num_samples, image_size)
         if seed < 0:
             raise ValueError(f"SyntheticFGVC: seed must be >= 0, got {seed}")
         if num_distractors < 0:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fgvc_mix.data.synthetic import _HEAD_RADIUS, SHAPES, SPLITS, TEXTURES, Canvas, _contrasting
+from fgvc_mix.data.synthetic import _HEAD_RADIUS, SHAPES, SPLITS, TEXTURES, Canvas, _contrasting, check_generated_split
 
 NUM_CLASSES = len(SHAPES) * len(TEXTURES)
 RADIUS_RANGE = (0.10, 0.30)  # object radius as a fraction of the image side
@@ -41,12 +41,7 @@ class SyntheticObjects(Dataset):
     def __init__(
         self, split: str = "train", num_samples: int = 3600, image_size: int = 128, seed: int = 0, noise: float = 0.03
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"SyntheticObjects: split={split!r} is not one of {SPLITS}")
-        if num_samples < 1:
-            raise ValueError(f"SyntheticObjects: num_samples must be >= 1, got {num_samples}")
-        if image_size < 32:
-            raise ValueError(f"SyntheticObjects: image_size must be >= 32 pixels, got {image_size}")
+        check_generated_split("SyntheticObjects", split, num_samples, image_size)
         self.num_samples = num_samples
         self.seed = seed
         self.noise = noise
