@@ -101,7 +101,7 @@ def overrides(args: argparse.Namespace, root: Path, steps: int) -> list[str]:
         f"model={args.model}",
         "model.pretrained=false",
         "trainer=gpu" if args.device == "cuda" else "trainer=cpu",
-        "trainer.max_epochs=1",
+        "optim.epochs=1",
         f"+trainer.limit_train_batches={steps}",
         "+trainer.limit_val_batches=0",
         "+trainer.num_sanity_val_steps=0",

@@ -129,7 +129,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     ]
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     train(compose_config(base, straight))
-    train(compose_config([*base, "trainer.max_epochs=1"], interrupted))  # stopped after epoch 1 of 3
+    train(compose_config([*base, "+trainer.max_steps=3"], interrupted))  # stopped after epoch 1 of 3 (3 batches)
+    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
     train(compose_config([*base, "ckpt_path=last"], interrupted))
     expected = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
     resumed = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)

@@ -55,3 +55,17 @@ def compose_config(overrides: list[str], output_dir: str | Path, config_name: st
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def check_epoch_key(cfg: DictConfig) -> None:
+    """``optim.epochs`` is the one epoch count: the learning-rate schedule spans it, ``trainer.max_epochs`` follows it.
+
+    A run stopped early by ``trainer.max_epochs`` would never reach the end of its schedule
+    (a cosine schedule that never decays), so a differing value is a mistake, not an option.
+    """
+    max_epochs, epochs = cfg.trainer.get("max_epochs"), cfg.optim.epochs
+    if max_epochs != epochs:
+        raise ValueError(
+            f"trainer.max_epochs={max_epochs} differs from optim.epochs={epochs}, which also sets the length of the "
+            f"learning-rate schedule; set optim.epochs={max_epochs} instead of trainer.max_epochs={max_epochs}"
+        )

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from fgvc_mix.config import CONFIG_PATH, build_from_config
+from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.sweep import write_job_result
@@ -31,6 +31,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     """Module, datamodule and trainer from a composed config; bad options fail here, before training."""
     if cfg.test_ckpt not in TEST_CHECKPOINTS:
         raise ValueError(f"test_ckpt must be one of {TEST_CHECKPOINTS}, got {cfg.test_ckpt!r}")
+    check_epoch_key(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: FGVCDataModule = build_from_config(cfg.dataset, _convert_="all")
     datamodule.setup("fit")
