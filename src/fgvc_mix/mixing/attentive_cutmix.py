@@ -60,7 +60,7 @@ def attentive_cutmix(
     masks = top_cell_masks(cams.float()[partner], grid, top_k)
     mixed = torch.where(masks[:, None], images[partner], images)
     lam_b = masks.float().mean(dim=(1, 2))
-    return MixedBatch(mixed, targets, targets[partner], 1.0 - lam_b, lam_b, partner)
+    return MixedBatch(mixed, targets, targets[partner], 1.0 - lam_b, lam_b, partner, mask=masks)
 
 
 class AttentiveCutMix(Mixer):

@@ -13,9 +13,14 @@ class MixedBatch:
     """Mixed images with two targets per image and one weight per target.
 
     The weights need not sum to one: SnapMix's CAM-based weights do not, which is
-    the point of the method. ``partner``, ``box_a`` and ``box_b`` say how the batch
-    was mixed (``None`` where they do not apply); they feed dashboards and the
+    the point of the method. ``partner``, ``box_a``, ``box_b`` and ``mask`` say how the
+    batch was mixed (``None`` where they do not apply); they feed dashboards and the
     label-noise meter, not the loss.
+
+    ``mask`` is where image i shows its partner, per pixel: its share of the partner
+    (bool, or float in [0, 1]). With ``box_b`` ``None`` the partner's pixels come from the
+    same place (FMix, Attentive CutMix); with ``box_b`` set they are ``box_b`` resized into
+    the mask's box (ResizeMix). Box mixers that keep only boxes leave it ``None``.
     """
 
     images: Tensor  # (B, C, H, W)
@@ -26,6 +31,7 @@ class MixedBatch:
     partner: Tensor | None = None  # (B,) int64 index of each image's partner
     box_a: Tensor | None = None  # (B, 4) int64 [x1, y1, x2, y2) region of image i replaced
     box_b: Tensor | None = None  # (B, 4) int64 region of the partner pasted into box_a
+    mask: Tensor | None = None  # (B, H, W) bool or float: each pixel's share of the partner
 
 
 def no_mix(images: Tensor, targets: Tensor) -> MixedBatch:

@@ -94,7 +94,7 @@ def fmix(
         lam_a = 1.0 - lam_b
     else:
         lam_a, lam_b = mask_weights(cams, partner, masks)
-    return MixedBatch(mixed, targets, targets[partner], lam_a, lam_b, partner)
+    return MixedBatch(mixed, targets, targets[partner], lam_a, lam_b, partner, mask=masks)
 
 
 class FMix(Mixer):

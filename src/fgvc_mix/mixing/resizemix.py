@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
-from fgvc_mix.mixing.boxes import box_areas, paste, random_partner, to_device
+from fgvc_mix.mixing.boxes import box_areas, box_masks, paste, random_partner, to_device
 from fgvc_mix.mixing.cam_labels import check_labels, require_cams
 from fgvc_mix.mixing.mixers import CamFunction, Mixer
 from fgvc_mix.mixing.snapmix import snapmix_weights
@@ -74,7 +74,9 @@ def resizemix(
         lam_a = 1.0 - lam_b
     else:
         lam_a, lam_b = snapmix_weights(cams, partner, box_a, box_b)
-    return MixedBatch(mixed, targets, targets[partner], lam_a, lam_b, partner, box_a, box_b)
+    row_in, col_in = box_masks(box_a, height, width)  # where the shrunk partner shows
+    mask = row_in[:, :, None] & col_in[:, None, :]
+    return MixedBatch(mixed, targets, targets[partner], lam_a, lam_b, partner, box_a, box_b, mask)
 
 
 class ResizeMix(Mixer):
