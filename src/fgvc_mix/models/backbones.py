@@ -111,11 +111,29 @@ def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, cla
         raise ValueError(f"model.weights_path={path} is not a torchvision {name} state dict: missing {missing[:5]}")
 
 
+def weights_download_error(name: str, error: OSError) -> OSError:
+    """Offline, say where torchvision looks for the file and how to train without it, not urllib's traceback."""
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cached = Path(torch.hub.get_dir(), "checkpoints", Path(url).name)
+    return OSError(
+        f"model={name}: cannot download torchvision's ImageNet weights from {url} "
+        f"({getattr(error, 'reason', None) or error}). Offline, either copy that file to {cached} "
+        f"(torchvision's cache: torch.hub.get_dir()/checkpoints, $TORCH_HOME), set model.weights_path=<file> "
+        f"(a saved state dict of torchvision's {name}), or set model.pretrained=false to train from scratch"
+    )
+
+
 def _torchvision_model(
     name: str, pretrained: bool, weights_path: str | None, classifier_prefix: str, **kwargs
 ) -> nn.Module:
     """torchvision's ``name``; ``kwargs`` go to its constructor (e.g. DenseNet's ``memory_efficient``)."""
-    model = getattr(torchvision.models, name)(weights="DEFAULT" if pretrained and not weights_path else None, **kwargs)
+    download = pretrained and not weights_path
+    try:
+        model = getattr(torchvision.models, name)(weights="DEFAULT" if download else None, **kwargs)
+    except OSError as error:  # URLError, timeouts, SSL errors: no way to the download server
+        if not download:
+            raise
+        raise weights_download_error(name, error) from None
     if weights_path:
         load_torchvision_weights(model, weights_path, name, classifier_prefix)
     return model
