@@ -142,7 +142,8 @@ def quiet_train(cfg: DictConfig) -> dict[str, Any]:
 
 def init_part_share(overrides: list[str], output_dir: Path, num_images: int) -> dict[str, float]:
     """CAM part share of the randomly initialised model (no pretrained weights), fresh head, seed's data."""
-    module, datamodule, _ = build(compose_config([*overrides, "model.weights_path=null", "mix=none"], output_dir))
+    random_init = ["model.pretrained=false", "model.weights_path=null", "mix=none"]
+    module, datamodule, _ = build(compose_config([*overrides, *random_init], output_dir))
     images, targets, masks = masked_samples(datamodule.datasets["test"], num_images, seed=0)
     return asdict(measure_part_share(module, images, masks, targets))
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from urllib.error import URLError
 
 import pytest
 import torch
+from helpers import compose_config
+from omegaconf import open_dict
 
+from fgvc_mix.config import build_from_config, check_mandatory
 from fgvc_mix.train import build
 
 
@@ -40,3 +46,51 @@ def test_offline_pretrained_weights_fail_with_one_message_naming_the_options(tin
     assert "model.pretrained=false" in message and "model.weights_path=<file>" in message
     assert str(hub / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "name resolution" in message and raised.value.__cause__ is None
+
+
+def test_predict_without_images_prints_one_line_with_a_command_and_fails(tmp_path):
+    command = [sys.executable, "-m", "fgvc_mix.predict", "ckpt_path=run/last.ckpt", f"hydra.run.dir={tmp_path}"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Missing mandatory option images; e.g. python -m fgvc_mix.predict ckpt_path=run/last.ckpt "
+        "images=<image file or folder>"  # the user's overrides (hydra.* ones aside) and the missing one
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config_name", "overrides", "missing"),
+    [
+        ("evaluate", ["tta=flip"], "ckpt_path"),
+        ("export", ["format=onnx"], "ckpt_path"),
+        ("label_noise", [], "ckpt_path"),
+        ("predict", [], "ckpt_path, images"),
+        ("train", ["dataset=cub"], "dataset.root"),
+    ],
+)
+def test_each_entry_point_names_its_missing_options(config_name, overrides, missing, tmp_path):
+    cfg = compose_config(overrides, tmp_path, config_name)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as the entry point's main() receives it
+    with pytest.raises(SystemExit) as raised:
+        check_mandatory(cfg)
+    message = str(raised.value.code)
+    assert message.startswith(f"Missing mandatory option{'s' if ',' in missing else ''} {missing}; ")
+    assert f"e.g. python -m fgvc_mix.{config_name} {' '.join(overrides)}".rstrip() in message
+    assert all(f"{key}=<" in message or f"{key}=outputs/" in message for key in missing.split(", "))
+    assert "\n" not in message
+
+
+def test_a_complete_config_passes_the_mandatory_check(tiny_config):
+    cfg = tiny_config()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    check_mandatory(cfg)  # the demo needs no option
+
+
+def test_paper_regime_without_weights_fails_naming_model_weights_path(tmp_path):
+    cfg = compose_config(["experiment=paper_regime"], tmp_path)
+    with pytest.raises(ValueError, match=r"model\.weights_path to weights of this width"):
+        build_from_config(cfg.model, num_classes=cfg.dataset.num_classes)

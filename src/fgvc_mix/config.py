@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def _config_dir() -> Path:
@@ -26,6 +26,33 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 CONFIG_PATH = str(CONFIG_DIR)
 """For ``@hydra.main(config_path=CONFIG_PATH)``: an absolute path, so every entry point finds the same tree."""
+
+
+MANDATORY_EXAMPLES = {
+    "ckpt_path": "outputs/<date>/<time>/checkpoints/last.ckpt",
+    "images": "<image file or folder>",
+    "dataset.root": "<dataset folder>",
+}
+"""Example values of the mandatory (``???``) options, for the command :func:`check_mandatory` suggests."""
+
+
+def check_mandatory(cfg: DictConfig) -> None:
+    """Exit with one line naming every mandatory (``???``) option left unset and the command that sets it.
+
+    Called first by every entry point: otherwise omegaconf raises a traceback at the
+    option's first use. The suggested command is the user's own plus the missing options.
+    """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if not missing:
+        return
+    hydra_cfg = HydraConfig.get()
+    command = [
+        f"python -m fgvc_mix.{hydra_cfg.job.config_name}",
+        *hydra_cfg.overrides.task,
+        *(f"{key}={MANDATORY_EXAMPLES.get(key, '<value>')}" for key in missing),
+    ]
+    plural = "s" if len(missing) > 1 else ""
+    raise SystemExit(f"Missing mandatory option{plural} {', '.join(missing)}; e.g. {' '.join(command)}")
 
 
 def build_from_config(config: Any, **kwargs: Any) -> Any:

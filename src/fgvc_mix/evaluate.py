@@ -14,12 +14,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fgvc_mix.config import CONFIG_PATH
+from fgvc_mix.config import CONFIG_PATH, check_mandatory
 from fgvc_mix.evaluation import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
+    check_mandatory(cfg)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = evaluate(cfg.ckpt_path, dict(cfg.dataset), cfg.accelerator, cfg.tta, output_dir)
     for name, value in sorted(metrics.items()):

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch import nn
 
-from fgvc_mix.config import CONFIG_PATH
+from fgvc_mix.config import CONFIG_PATH, check_mandatory
 from fgvc_mix.evaluation import load_checkpoint
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -76,6 +76,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
+    check_mandatory(cfg)
     output = cfg.output or Path(HydraConfig.get().runtime.output_dir) / (
         Path(cfg.ckpt_path).stem + FORMATS.get(cfg.format, "")
     )

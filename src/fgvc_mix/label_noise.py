@@ -46,7 +46,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
 
-from fgvc_mix.config import CONFIG_PATH
+from fgvc_mix.config import CONFIG_PATH, check_mandatory
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing.label_scoring import LabelNoise, label_noise
 from fgvc_mix.mixing.mixers import Mixer
@@ -232,6 +232,7 @@ class LabelNoiseMeter(pl.Callback):
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="label_noise")
 def main(cfg: DictConfig) -> float:
+    check_mandatory(cfg)
     variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
     report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
     print(f"Label noise of {cfg.ckpt_path} (synthetic test split, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key
+from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.sweep import write_job_result
@@ -85,6 +85,7 @@ def check_output_dir(output_dir: str | Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    check_mandatory(cfg)
     output_dir = HydraConfig.get().runtime.output_dir
     check_output_dir(output_dir)
     try:
