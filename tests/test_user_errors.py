@@ -94,3 +94,17 @@ def test_paper_regime_without_weights_fails_naming_model_weights_path(tmp_path):
     cfg = compose_config(["experiment=paper_regime"], tmp_path)
     with pytest.raises(ValueError, match=r"model\.weights_path to weights of this width"):
         build_from_config(cfg.model, num_classes=cfg.dataset.num_classes)
+
+
+def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
+    blocked, cwd = tmp_path / "blocked", tmp_path / "cwd"
+    blocked.mkdir()
+    cwd.mkdir()
+    (blocked / "onnx.py").write_text("raise ImportError('No module named onnx')\n")  # onnx not installed
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(blocked)}
+    command = [sys.executable, "-m", "fgvc_mix.export", f"ckpt_path={ckpt}", "format=onnx"]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0
+    assert "format=onnx needs the onnx package: pip install 'fgvc_mix[onnx]'" in result.stderr
+    assert list(cwd.iterdir()) == [] and not ckpt.parent.exists()  # no run folder, no output folder

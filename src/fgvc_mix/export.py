@@ -13,7 +13,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch import nn
 
@@ -23,14 +22,24 @@ from fgvc_mix.evaluation import load_checkpoint
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 
 
+def check_format(format: str) -> None:
+    """Fail before anything is read or written when the export cannot run (an unknown format, ONNX without onnx)."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
+    if format == "onnx":
+        try:
+            import onnx  # noqa: F401  (torch.onnx needs it to write the file)
+        except ImportError:
+            raise ImportError("format=onnx needs the onnx package: pip install 'fgvc_mix[onnx]'") from None
+
+
 def export(ckpt_path: str | Path, format: str = "torchscript", output: str | Path | None = None) -> Path:
     """Write the deployable model (and ``<output>.json``) and return its path.
 
     ``output`` defaults to the checkpoint's name with the format's suffix, in the
     checkpoint's folder.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
+    check_format(format)
     module, datamodule = load_checkpoint(ckpt_path)
     model: nn.Module = module.model.eval()
     hp = datamodule.hparams
@@ -58,11 +67,7 @@ def export(ckpt_path: str | Path, format: str = "torchscript", output: str | Pat
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """ONNX with a dynamic batch dimension; needs the ``onnx`` package."""
-    try:
-        import onnx  # noqa: F401  (torch.onnx needs it to write the file)
-    except ImportError:
-        raise ImportError("format=onnx needs the onnx package: pip install onnx onnxruntime") from None
+    """ONNX with a dynamic batch dimension; needs the ``onnx`` package (:func:`check_format`)."""
     torch.onnx.export(
         model,
         (example,),
@@ -77,10 +82,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     check_mandatory(cfg)
-    output = cfg.output or Path(HydraConfig.get().runtime.output_dir) / (
-        Path(cfg.ckpt_path).stem + FORMATS.get(cfg.format, "")
-    )
-    path = export(cfg.ckpt_path, cfg.format, output)
+    path = export(cfg.ckpt_path, cfg.format, cfg.output)
     print(f"Exported {cfg.format} model: {path}")
     print(f"Input pipeline and class names: {path.with_suffix('.json')}")
 

@@ -7,11 +7,13 @@ directory.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
@@ -21,6 +23,8 @@ from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, che
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.sweep import write_job_result
+
+log = logging.getLogger(__name__)
 
 TEST_CHECKPOINTS = ("last", "best")
 PROBE_BYTES = 1 << 20  # a checkpoint-sized write would fail the same way on a full disk
@@ -46,6 +50,8 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
         nonfinite_loss=cfg.nonfinite_loss,
         channels_last=cfg.channels_last,
     )
+    size = datamodule.hparams.image_size
+    module.example_input_array = torch.zeros(1, 3, size, size)  # the model summary's FLOPs and sizes
     loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -97,11 +103,12 @@ def main(cfg: DictConfig) -> float | None:
     if rank_zero_only.rank != 0:  # DDP ranks > 0 re-run this script; rank 0 reports
         return metrics.get("test/acc")
     write_job_result(output_dir, metrics)
-    print(f"\nTest metrics ({cfg.test_ckpt} weights):")
+    # Logged, not printed: the summary also ends the run's <output dir>/train.log.
+    log.info("Test metrics (%s weights):", cfg.test_ckpt)
     for name, value in sorted(metrics.items()):
-        print(f"  {name:<18} {value:.4f}")
-    print(f"Outputs (checkpoints, TensorBoard logs, config): {output_dir}")
-    print(f"  tensorboard --logdir {output_dir}")
+        log.info("  %-18s %.4f", name, value)
+    log.info("Outputs (checkpoints, TensorBoard logs, config): %s", output_dir)
+    log.info("  tensorboard --logdir %s", output_dir)
     return metrics.get("test/acc")
 
 
