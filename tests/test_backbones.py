@@ -70,12 +70,16 @@ def test_inception_aux_head_trains_at_0_4_and_never_predicts():
     assert no_aux.aux_head is None and set(no_aux.train().forward_heads(images)) == {"main"}
 
 
-@pytest.mark.parametrize(("name", "source"), [("vit_tiny_patch16_224", "timm"), ("deit_tiny_patch16_224", "timm")])
-def test_transformers_are_refused_with_a_clear_error(name, source):
-    with pytest.raises(ValueError, match="SnapMix needs a CNN with a spatial feature map and a linear head"):
-        build_classifier(name, num_classes=3, source=source)
-    with pytest.raises(ValueError, match="spatial feature map"):
+def test_unsupported_transformers_are_refused_with_a_clear_error():
+    # timm's ViT/DeiT/Swin are supported (tests/test_transformers.py); torchvision's and other families are not.
+    with pytest.raises(ValueError, match=r"Use model=timm model\.name=<timm name>"):
         build_classifier("vit_b_16", num_classes=3)
+    with pytest.raises(ValueError, match="not a supported transformer"):
+        build_classifier("mixer_s32_224", num_classes=3, source="timm", image_size=64)
+    with pytest.raises(ValueError, match="global_pool"):
+        build_classifier(
+            "vit_tiny_patch16_224", 3, source="timm", image_size=64, backbone_options={"global_pool": "max"}
+        )
 
 
 def test_timm_missing_says_how_to_install_it(monkeypatch):

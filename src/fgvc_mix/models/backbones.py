@@ -3,13 +3,15 @@
 SnapMix reads CAMs off the last map; the paper's mid-level branch ("Baseline+")
 classifies from the penultimate one (layer3 of a ResNet). Every builder here keeps
 a CNN's spatial output: ResNet, DenseNet, Inception-v3, EfficientNet and ConvNeXt
-from torchvision, and any convolutional timm model (``timm_backbone``). Vision
-transformers are refused: SnapMix needs a spatial feature map and a linear head.
+from torchvision, and any convolutional timm model (``timm_backbone``). timm's vision
+transformers (ViT/DeiT, Swin) give their patch tokens as the map (models/transformers.py);
+torchvision's are refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,20 +21,24 @@ from torch.nn import functional as F
 from torchvision.models.inception import InceptionAux
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-# Name prefixes of transformer families (torchvision and timm): their tokens have no CAM-ready spatial map.
+# Name prefixes of transformer/MLP families (torchvision and timm): timm's go to models/transformers.py.
 TRANSFORMER_PREFIXES = (
     "vit", "deit", "beit", "swin", "eva", "cait", "xcit", "crossvit", "pvt", "twins", "tnt", "mvit", "flexivit",
     "maxxvit", "samvit", "hiera", "levit", "coat_", "visformer", "sequencer", "mixer", "gmlp", "resmlp",
 )  # fmt: skip
 
 
+def is_transformer(name: str) -> bool:
+    return name.lower().startswith(TRANSFORMER_PREFIXES)
+
+
 def reject_transformer(name: str) -> None:
-    """A clear error for models whose features are tokens rather than a CNN's spatial feature map."""
-    if name.lower().startswith(TRANSFORMER_PREFIXES):
+    """A clear error for torchvision's transformers: their token CAMs come through timm's models."""
+    if is_transformer(name):
         raise ValueError(
-            f"model.name={name!r} is a transformer/MLP model without a spatial feature map: SnapMix needs a CNN "
-            "with a spatial feature map and a linear head (its CAMs weight the last feature map by the head). "
-            "Choose a convolutional backbone, e.g. model=resnet50 or model=timm model.name=convnext_tiny"
+            f"model.name={name!r} is a torchvision transformer/MLP model: fgvc_mix builds token CAMs from timm's "
+            "vision transformers only. Use model=timm model.name=<timm name> (e.g. deit_tiny_patch16_224, "
+            "vit_base_patch16_224, swin_tiny_patch4_window7_224), or a convolutional backbone"
         )
 
 
@@ -67,6 +73,16 @@ class Backbone(nn.Module):
         """(penultimate, last) feature maps."""
         mid = self.body(images)
         return mid, self.last_stage(mid)
+
+    def forward_pooled(self, images: Tensor, with_mid: bool = False) -> tuple[Tensor | None, Tensor]:
+        """(the penultimate map if ``with_mid`` else None, the features the linear head classifies).
+
+        A CNN's head classifies the last map's spatial mean; a class-token transformer its class token.
+        """
+        if not with_mid:
+            return None, self(images).mean(dim=(2, 3))
+        mid, last = self.forward_stages(images)
+        return mid, last.mean(dim=(2, 3))
 
 
 def small_cnn(pretrained: bool = False, weights_path: str | None = None, width: int = 32) -> Backbone:
@@ -324,9 +340,13 @@ class TimmBackbone(Backbone):
         return mid, last
 
 
-def timm_backbone(name: str, pretrained: bool = False, weights_path: str | None = None) -> TimmBackbone:
-    """Any convolutional timm model by its timm name; ``weights_path`` loads a local timm checkpoint file."""
-    reject_transformer(name)
+def timm_backbone(
+    name: str, pretrained: bool = False, weights_path: str | None = None, image_size: int | None = None, **options
+) -> Backbone:
+    """Any convolutional timm model, or a ViT/Swin, by its timm name; ``weights_path`` loads a local timm checkpoint.
+
+    ``options`` are ``create_model`` keywords; ``image_size`` reaches transformers only (CNNs take any size).
+    """
     try:
         import timm
     except ImportError:
@@ -335,18 +355,24 @@ def timm_backbone(name: str, pretrained: bool = False, weights_path: str | None 
         ) from None
     if weights_path and not Path(weights_path).is_file():
         raise FileNotFoundError(f"model.weights_path={weights_path} does not exist: point it at a timm checkpoint")
+    create = partial(
+        timm.create_model,
+        pretrained=bool(pretrained or weights_path),
+        pretrained_cfg_overlay={"file": weights_path} if weights_path else None,
+    )
+    if is_transformer(name):
+        from fgvc_mix.models.transformers import transformer_backbone  # it imports Backbone from here
+
+        return transformer_backbone(create, name, image_size, **options)
     try:
-        net = timm.create_model(
-            name,
-            pretrained=bool(pretrained or weights_path),
-            pretrained_cfg_overlay={"file": weights_path} if weights_path else None,
-            features_only=True,
-            out_indices=(-2, -1),
-        )
+        net = create(name, features_only=True, out_indices=(-2, -1), **options)
     except RuntimeError as error:  # timm's "Unknown model" and "features_only not implemented"
         raise ValueError(f"model.name={name!r}: timm cannot build it as a feature extractor ({error})") from None
     if any(module_name.endswith("patch_embed") for module_name, _ in net.named_modules()):
-        reject_transformer("vit")  # a patch-embedding transformer under another name
+        raise ValueError(  # a patch-embedding transformer under a name without a transformer prefix
+            f"model.name={name!r} is a patch-embedding transformer that fgvc_mix does not know; token CAMs come "
+            "from timm's vit_*, deit_* and swin_* models"
+        )
     return TimmBackbone(net, name)
 
 
@@ -361,14 +387,20 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 
 
 def build_backbone(
-    name: str, pretrained: bool = False, weights_path: str | None = None, source: str = "builtin", **options
+    name: str,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    source: str = "builtin",
+    image_size: int | None = None,
+    **options,
 ) -> Backbone:
     """The backbone ``name``; ``options`` go to its builder (e.g. ``small_cnn``'s ``width``).
 
-    ``source="timm"`` takes ``name`` as a timm model name instead of a key of ``BACKBONES``.
+    ``source="timm"`` takes ``name`` as a timm model name instead of a key of ``BACKBONES``;
+    ``image_size`` sizes a timm transformer's position embeddings (other models ignore it).
     """
     if source == "timm":
-        return timm_backbone(name, pretrained, weights_path, **options)
+        return timm_backbone(name, pretrained, weights_path, image_size, **options)
     if source != "builtin":
         raise ValueError(f"model.source={source!r} is not known; choose builtin (the BACKBONES names) or timm")
     reject_transformer(name)

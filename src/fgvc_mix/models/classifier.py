@@ -3,6 +3,8 @@
 SnapMix reads the class activation maps off the last feature map and the linear
 head's weights, so every model here keeps that shape: ``forward_features`` gives
 the (B, C, h, w) map and ``head`` is the ``nn.Linear`` applied to its spatial mean.
+A vision transformer's map is its patch tokens on the patch grid; a class-token
+model's head classifies the class token, as it was trained (models/transformers.py).
 The optional mid-level branch (the paper's "Baseline+") adds a second classifier on
 the penultimate stage; the prediction is the sum of both heads' logits. Inception-v3's
 auxiliary classifier ("aux") is a training-only head: it adds 0.4x its mixed loss, as
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from torch import Tensor, nn
 
 from fgvc_mix.models.backbones import Backbone, build_backbone
+from fgvc_mix.models.transformers import ClassAttentionRecorder, TransformerBackbone
 
 
 class MidLevelHead(nn.Module):
@@ -74,10 +77,8 @@ class FGVCClassifier(nn.Module):
     def forward_heads(self, images: Tensor) -> dict[str, Tensor]:
         """Logits of every head, by name: ``main``, ``mid`` (mid-level branch), ``aux`` (training mode only)."""
         use_aux = self.aux_head is not None and self.training
-        if self.mid_level is None and not use_aux:
-            return {"main": self.head(self.forward_features(images).mean(dim=(2, 3)))}
-        mid, last = self.backbone.forward_stages(images)
-        outputs = {"main": self.head(last.mean(dim=(2, 3)))}
+        mid, pooled = self.backbone.forward_pooled(images, with_mid=self.mid_level is not None or use_aux)
+        outputs = {"main": self.head(pooled)}
         if self.mid_level is not None:
             outputs["mid"] = self.mid_level(mid)
         if use_aux:
@@ -88,6 +89,16 @@ class FGVCClassifier(nn.Module):
         """The prediction: the sum of the heads' logits."""
         outputs = self.forward_heads(images)
         return sum(outputs[head] for head in self.head_names)
+
+    def class_attention_recorder(self) -> ClassAttentionRecorder:
+        """Records the class token's last-block attention during forwards (TransMix); class-token ViTs only."""
+        if not isinstance(self.backbone, TransformerBackbone):
+            raise ValueError(
+                "mix=transmix re-weights labels by a vision transformer's class-token attention, and this model "
+                "is a CNN. Use a class-token ViT (model=timm model.name=deit_tiny_patch16_224) or, with a CNN, "
+                "mix=snapmix / mix=cutmix"
+            )
+        return self.backbone.class_attention_recorder()
 
     def parameter_groups(self) -> dict[str, Iterator[nn.Parameter]]:
         """Backbone vs. new layers, so a pretrained backbone can train at a smaller learning rate.
@@ -106,6 +117,7 @@ def build_classifier(
     weights_path: str | None = None,
     backbone_options: dict | None = None,
     source: str = "builtin",
+    image_size: int | None = None,
     mid_level: bool = False,
     mid_level_channels: int = 1024,
     mid_level_detach: bool = True,
@@ -116,9 +128,11 @@ def build_classifier(
     hub cache); ``weights_path`` loads a local torchvision state dict instead, for
     offline clusters. ``backbone_options`` go to the backbone's builder (e.g.
     ``small_cnn``'s ``width``, ``inception_v3``'s ``aux_logits``). ``source="timm"``
-    takes ``name`` as a timm model name. ``mid_level`` adds the paper's mid-level branch.
+    takes ``name`` as a timm model name; ``image_size`` (conf/model/timm.yaml sets the
+    dataset's) sizes a timm transformer's position embeddings. ``mid_level`` adds the
+    paper's mid-level branch.
     """
-    backbone = build_backbone(name, pretrained, weights_path, source, **(backbone_options or {}))
+    backbone = build_backbone(name, pretrained, weights_path, source, image_size, **(backbone_options or {}))
     branch = (
         MidLevelHead(backbone.mid_channels, mid_level_channels, num_classes, mid_level_detach) if mid_level else None
     )
