@@ -168,12 +168,20 @@ class SweepSummary(Callback):
             write_summary(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        path = write_summary(config.hydra.sweep.dir)
-        if path is not None:
-            print(f"Sweep summary: {path.with_suffix('.md')}")
+        print_summary(config.hydra.sweep.dir)
+
+
+def print_summary(sweep_dir: str | Path) -> None:
+    """Rebuild the summary and print its table and its absolute path (``hydra.sweep.dir`` is relative)."""
+    path = write_summary(sweep_dir)
+    if path is None:
+        print(f"No job directories in {Path(sweep_dir).resolve()}")
+        return
+    markdown = path.with_suffix(".md").resolve()
+    print(f"\n{markdown.read_text()}\nSweep summary: {markdown} (and summary.csv, summary.png beside it)")
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m fgvc_mix.sweep <multirun directory>")
-    print((write_summary(sys.argv[1]) or Path("no job directories found")).with_suffix(".md"))
+    print_summary(sys.argv[1])
