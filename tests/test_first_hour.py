@@ -66,12 +66,11 @@ def test_train_prints_no_known_noise_but_keeps_other_warnings(tiny_run):
 
 def test_export_prints_no_torchscript_deprecation_and_leaves_no_empty_log(tiny_run, tmp_path):
     run_dir, _ = tiny_run
-    out = tmp_path / "export"
-    result = run_module("export", f"ckpt_path={run_dir}/checkpoints/last.ckpt", f"hydra.run.dir={out}", cwd=tmp_path)
+    result = run_module("export", f"ckpt_path={run_dir}/checkpoints/last.ckpt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (out / "last.pt").is_file()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert "torch.jit" not in result.stderr
-    assert not list(out.glob("*.log"))
+    assert not list(tmp_path.iterdir())  # no export.log (nor a run folder) in the working directory
 
 
 def test_synthetic_export_feeds_predict_which_writes_nothing(tiny_run, tmp_path):
