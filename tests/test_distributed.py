@@ -45,7 +45,7 @@ def test_two_process_ddp_writes_one_run_and_counts_every_test_image_once(tmp_pat
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
-    assert len(list((run_dir / "tensorboard").glob("events.*"))) >= 1
+    assert len(list((run_dir / "tensorboard").glob("*/events.*"))) >= 1
     assert not list(tmp_path.glob("**/.pl_hydra_rank_*")) and not (REPO / ".pl_hydra_rank_1").exists()
     ddp_metrics = json.loads((run_dir / "metrics.json").read_text())
     single = evaluate(run_dir / "checkpoints" / "last.ckpt", {"num_workers": 0}, accelerator="cpu")
@@ -104,7 +104,12 @@ def test_multirun_over_mix_and_prob_writes_a_summary(tmp_path):
         ("snapmix", "1"),
     }
     assert (sweep_dir / "summary.png").stat().st_size > 0 and "| job |" in (sweep_dir / "summary.md").read_text()
-    assert len(list(sweep_dir.glob("*/tensorboard/events.*"))) >= 4  # one TensorBoard root: the sweep dir
+    # One TensorBoard root, the sweep dir; each job's run named after its overrides ("0/tensorboard/...,mix=cutmix,...")
+    runs = {p.parent.relative_to(sweep_dir).as_posix() for p in sweep_dir.glob("*/tensorboard/*/events.*")}
+    assert len(runs) == 4 and {f"{job}/tensorboard" for job in range(4)} == {r.rsplit("/", 1)[0] for r in runs}
+    for job in range(4):
+        (run,) = (r.rsplit("/", 1)[1] for r in runs if r.startswith(f"{job}/"))
+        assert f"mix.prob={rows[job]['mix.prob']}," in run and f"mix={rows[job]['mix']}," in run, run
 
 
 def test_a_failed_sweep_job_is_reported_and_the_others_kept(tmp_path):

@@ -85,7 +85,7 @@ def test_cam_forward_leaves_batchnorm_statistics_untouched(cam_bn, tiny_config):
     images, targets = next(iter(datamodule.train_dataloader()))
     before = batchnorm_state(module.model)
     assert before
-    cams = module.target_cams(images, targets)
+    cams = module.mixer.cam_forward(module.model, images, targets)
     after = batchnorm_state(module.model)
     for key in before:
         assert torch.equal(before[key], after[key]), key
@@ -126,11 +126,10 @@ def test_checkpoint_evaluates_and_tensorboard_has_scalars_hparams_images(tiny_co
     for name in ("test/acc", "test/acc_top5", "test/acc_macro"):
         assert evaluated[name] == pytest.approx(metrics[name], abs=1e-6)
 
-    # One TensorBoard run (fit and test may each open an event file in it).
-    assert list(Path(tmp_path, "tensorboard").glob("events.out.tfevents.*"))
-    accumulator = EventAccumulator(
-        str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
-    )
+    # One TensorBoard run, named after the overrides (fit and test may each open an event file in it).
+    (run_dir,) = Path(tmp_path, "tensorboard").iterdir()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     accumulator.Reload()
     tags = accumulator.Tags()
     for scalar in ("train/loss_step", "train/loss_epoch", "val/acc", "val/acc_macro", "test/acc", "lr-AdamW/backbone"):
@@ -202,7 +201,7 @@ def test_cam_resolution_runs_the_cam_forward_on_a_smaller_copy(tiny_config):
     module.train()
     widths = []
     handle = module.model.backbone.register_forward_hook(lambda layer, inputs, output: widths.append(inputs[0].shape))
-    cams = module.target_cams(torch.randn(4, 3, 64, 64), torch.arange(4))
+    cams = module.mixer.cam_forward(module.model, torch.randn(4, 3, 64, 64), torch.arange(4))
     handle.remove()
     assert widths == [(4, 3, 32, 32)] and cams.shape == (4, 64, 64)
     torch.testing.assert_close(cams.sum(dim=(1, 2)), torch.ones(4))

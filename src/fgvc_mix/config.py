@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,26 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 CONFIG_PATH = str(CONFIG_DIR)
 """For ``@hydra.main(config_path=CONFIG_PATH)``: an absolute path, so every entry point finds the same tree."""
+
+RUN_NAME_LIMIT = 200
+"""Characters of a run name: far below a file name's 255, so a long override list still makes a folder."""
+
+
+def run_name(override_dirname: str) -> str:
+    """A TensorBoard run's folder name: the run's overrides (``mix.prob=0.5,seed=1``), ``default`` without any.
+
+    ``${run_name:${hydra:job.override_dirname}}`` in ``conf/logger``. Path separators in values
+    become ``_`` (a run is one folder); a name over ``RUN_NAME_LIMIT`` keeps its start plus a
+    hash of the whole, so that two long names stay two runs.
+    """
+    name = override_dirname.replace("/", "_").replace("\\", "_") or "default"
+    if len(name) <= RUN_NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: RUN_NAME_LIMIT - len(digest) - 1]}~{digest}"
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 MANDATORY_EXAMPLES = {
@@ -82,6 +103,18 @@ def compose_config(overrides: list[str], output_dir: str | Path, config_name: st
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def milestones(epochs: int, fractions: list[float]) -> list[int]:
+    """A step schedule's epochs as fractions of the run: ``${milestones:${..epochs},[0.4,0.75,0.9]}``.
+
+    So that ``optim.epochs`` alone sets the schedule's length; the paper's 80/150/180 of 200
+    epochs becomes 8/15/18 of 20.
+    """
+    return sorted({max(1, round(epochs * fraction)) for fraction in fractions})
+
+
+OmegaConf.register_new_resolver("milestones", milestones, replace=True)
 
 
 def check_epoch_key(cfg: DictConfig) -> None:

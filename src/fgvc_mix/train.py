@@ -15,9 +15,10 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.tensorboard.summary import hparams
 
 from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory
 from fgvc_mix.data import FGVCDataModule
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 TEST_CHECKPOINTS = ("last", "best")
 PROBE_BYTES = 1 << 20  # a checkpoint-sized write would fail the same way on a full disk
 SUMMARY_METRICS = ("val/acc", "test/acc", "test/acc_top5", "test/acc_macro")
+EXPERIMENT_GROUPS = ("dataset", "model", "mix", "optim")
+"""Config groups that describe an experiment (HParams columns); the other groups say how it runs."""
 
 
 def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
@@ -55,14 +58,60 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    params = OmegaConf.to_container(cfg, resolve=True)
+    params = experiment_params(cfg)
     for logger in loggers:
+        logger.log_hyperparams(params)
         if isinstance(logger, TensorBoardLogger):
-            # Declaring the summary metrics makes TensorBoard's HParams tab compare runs on them.
-            logger.log_hyperparams(params, {m: 0.0 for m in SUMMARY_METRICS})
-        else:
-            logger.log_hyperparams(params)
+            declare_hparams(logger, params)
     return module, datamodule, trainer
+
+
+def experiment_params(cfg: DictConfig) -> dict[str, Any]:
+    """The HParams columns: this run's overrides first (what a sweep varies, on screen), then the seed,
+    the chosen experiment/dataset/model/mix/optim options and those groups' settings, flattened as
+    ``mix/prob``. Callbacks, loggers and the trainer are plumbing and stay out unless overridden."""
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    params: dict[str, Any] = {}
+    for override in hydra_cfg.overrides.task:
+        if override.startswith("~"):  # a deleted key has no value to show
+            continue
+        key = override.split("=", 1)[0].lstrip("+")
+        value = choices[key] if key in choices else OmegaConf.select(cfg, key)
+        if isinstance(value, DictConfig | ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        _flatten(key.replace(".", "/"), value, params)
+    params.setdefault("seed", cfg.seed)
+    for group in ("experiment", *EXPERIMENT_GROUPS):
+        if choices.get(group) is not None:
+            params.setdefault(group, choices[group])
+    for group in EXPERIMENT_GROUPS:
+        _flatten(group, OmegaConf.to_container(cfg[group], resolve=True), params)
+    return params
+
+
+def _flatten(name: str, value: Any, params: dict[str, Any]) -> None:
+    """``params[name/key/...] = leaf`` for every leaf (the first value of a name wins); Hydra's
+    ``_target_``/``_partial_`` left out; a list or ``None`` as text, the types HParams shows."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not str(key).startswith("_"):
+                _flatten(f"{name}/{key}", item, params)
+    else:
+        params.setdefault(name, value if isinstance(value, bool | int | float | str) else str(value))
+
+
+@rank_zero_only
+def declare_hparams(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
+    """Write the HParams tab's entry for this run: ``params`` as columns, ``SUMMARY_METRICS`` as metric columns.
+
+    The tab reads each metric column from the run's own scalar of that name. Lightning's
+    ``log_hyperparams(params, metrics)`` would also log every metric's given value at step 0:
+    a fake point (0.0) on the Scalars charts that smoothing drags the real curve towards.
+    """
+    writer = logger.experiment.file_writer
+    for summary in hparams(params, dict.fromkeys(SUMMARY_METRICS, 0.0)):  # metric values unused: names only
+        writer.add_summary(summary)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
