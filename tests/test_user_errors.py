@@ -22,10 +22,16 @@ def test_trainer_max_epochs_apart_from_optim_epochs_fails_naming_optim_epochs(ti
 
 
 @pytest.mark.parametrize("optim", ["adamw", "cosine"])
-def test_the_trainer_and_the_schedule_both_follow_optim_epochs(optim, tiny_config):
+def test_the_trainer_and_the_cosine_schedule_both_follow_optim_epochs(optim, tiny_config):
     module, _, trainer = build(tiny_config(f"optim={optim}", "optim.epochs=3", "logger=csv", "callbacks=[]"))
     scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert trainer.max_epochs == scheduler.T_max == 3
+
+
+def test_the_paper_step_schedule_follows_optim_epochs(tiny_config):
+    module, _, trainer = build(tiny_config("optim=paper", "optim.epochs=20", "logger=csv", "callbacks=[]"))
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert trainer.max_epochs == 20 and sorted(scheduler.milestones) == [8, 15, 18]  # 80/150/180 of 200
 
 
 def test_fast_dev_run_builds_with_the_epoch_check(tiny_config):
