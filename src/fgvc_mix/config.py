@@ -117,18 +117,6 @@ def milestones(epochs: int, fractions: list[float]) -> list[int]:
 OmegaConf.register_new_resolver("milestones", milestones, replace=True)
 
 
-def milestones(epochs: int, fractions: list[float]) -> list[int]:
-    """A step schedule's epochs as fractions of the run: ``${milestones:${..epochs},[0.4,0.75,0.9]}``.
-
-    So that ``optim.epochs`` alone sets the schedule's length; the paper's 80/150/180 of 200
-    epochs becomes 8/15/18 of 20.
-    """
-    return sorted({max(1, round(epochs * fraction)) for fraction in fractions})
-
-
-OmegaConf.register_new_resolver("milestones", milestones, replace=True)
-
-
 def check_epoch_key(cfg: DictConfig) -> None:
     """``optim.epochs`` is the one epoch count: the learning-rate schedule spans it, ``trainer.max_epochs`` follows it.
 
