@@ -3,7 +3,7 @@
     python benchmarks/cam_forward.py [--layout nchw] [--repeats 10] [--compiled]
 
 ResNet-18, 224 px, batch 16, 200 classes, fp32, CPU by default. Rows: a plain training step
-(forward + backward, the unit), then ``FGVCModule.target_cams`` with BatchNorm batch statistics
+(forward + backward, the unit), then the mixer's ``CamForward`` with BatchNorm batch statistics
 (the exact default), eval-mode BatchNorm unfolded and folded into the convolutions
 (``mix.cam_bn=eval``), ``mix.cam_dtype=bfloat16`` and ``mix.cam_resolution`` at half the side.
 ``--compiled`` adds the batch-statistics and folded eval CAM forwards through ``torch.compile``
@@ -17,11 +17,13 @@ training they are refolded once per optimiser step (step_overhead.py's ``snapmix
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import torch
 import torch.nn.functional as F
 from timing import autocast, interleaved_medians
 
+from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.models.cam_compile import compile_cam_forward
 from fgvc_mix.module import FGVCModule
 
@@ -45,7 +47,7 @@ def main() -> None:
     snapmix = {"_target_": "fgvc_mix.mixing.SnapMix"}
     options = {
         "cams_batch_bn": {},
-        "cams_eval_bn_unfolded": {"cam_bn": "eval"},
+        "cams_eval_bn_unfolded": {},  # cam_bn=batch's forward with the model in eval mode: BatchNorm as it is
         "cams_eval_bn_folded": {"cam_bn": "eval"},
         "cams_bf16": {"cam_dtype": "bfloat16"},
         "cams_half_res": {"cam_resolution": args.size // 2},
@@ -58,7 +60,6 @@ def main() -> None:
         key: FGVCModule(model, {**snapmix, **mix}, OPTIM, args.classes, channels_last=channels_last).to(device).train()
         for key, mix in options.items()
     }
-    modules["cams_eval_bn_unfolded"]._folding_pairs = []  # eval-mode BatchNorm as it is
     for key, module in modules.items():
         if key.endswith("_compiled"):
             compile_cam_forward(module.model)
@@ -72,12 +73,13 @@ def main() -> None:
             loss = F.cross_entropy(plain(images), targets)
         loss.backward()
 
-    def cams(module: FGVCModule) -> None:
-        with autocast(device):
-            module.target_cams(images, targets)
+    def cams(key: str, module: FGVCModule) -> None:
+        unfolded = eval_mode(module.model) if key == "cams_eval_bn_unfolded" else contextlib.nullcontext()
+        with autocast(device), unfolded:
+            module.mixer.cam_forward(module.model, images, targets)
 
     candidates = {"train_step": train_step}
-    candidates.update({key: (lambda m=module: cams(m)) for key, module in modules.items()})
+    candidates.update({key: (lambda k=key, m=module: cams(k, m)) for key, module in modules.items()})
     medians, _ = interleaved_medians(candidates, args.repeats, args.warmup, device)
     print(
         f"{args.model}, {args.size} px, batch {args.batch}, {args.classes} classes, {device.type} "

@@ -5,7 +5,7 @@
     python benchmarks/step_overhead.py --device cuda        # GPU: ResNet-50, 448 px, batch 16, bf16, channels_last
     python benchmarks/step_overhead.py --device cuda --batch 32 --profile snapmix --trace trace.json
 
-``--profile ROW`` then times that row's components (the no-grad CAM forward ``target_cams``,
+``--profile ROW`` then times that row's components (the no-grad CAM forward ``cam_forward``,
 ``class_activation_maps``, ``snapmix()``) against a plain step, and runs a few of its steps
 under ``torch.profiler``: the top kernels, launches, copies and synchronisations per step,
 and how busy the device was (the rest of a step is host gaps).
@@ -17,7 +17,7 @@ on a half-size copy of the batch (``mix.cam_resolution``), ``snapmix_bf16`` unde
 while training stays fp32 (``mix.cam_dtype=bfloat16``; CPU only: on the GPU training is bf16 already).
 ``none_nchw`` (channels_last runs) is a plain step in the NCHW layout: what the layout itself buys.
 A step is what ``FGVCModule.training_step`` does plus backward and an SGD step:
-``module.mix`` (for SnapMix: the no-grad CAM forward, CAMs, boxes, paste, weights),
+``module.mixer(images, targets, model)`` (for SnapMix: the no-grad CAM forward, CAMs, boxes, paste, weights),
 the forward of the mixed batch, ``mixed_cross_entropy``, backward. ``authors`` is
 the SnapMix authors' ``snapmix()`` (train-mode CAM forward that updates BatchNorm,
 all-class CAMs, Python loops over the batch), reproduced here for comparison only.
@@ -146,7 +146,11 @@ def main() -> None:
 
         def run():
             with autocast(device):
-                mixed = authors_snapmix(module, images, targets) if key == "authors" else module.mix(images, targets)
+                mixed = (
+                    authors_snapmix(module, images, targets)
+                    if key == "authors"
+                    else module.mixer(images, targets, module.model)
+                )
                 loss = mixed_cross_entropy(module(mixed.images), mixed)
             optimizers[key].zero_grad(set_to_none=True)
             loss.backward()
@@ -181,17 +185,17 @@ def profile_report(
     """Components of a SnapMix step against a plain step (synchronised medians), then the profiler's view."""
     with torch.no_grad(), autocast(device):
         features = module.model.forward_features(images)
-        cams = module.target_cams(images, targets)
+        cams = module.mixer.cam_forward(module.model, images, targets)
     head, size = module.model.head, tuple(images.shape[-2:])
     generator = torch.Generator().manual_seed(0)
 
-    def target_cams() -> None:
+    def cam_forward() -> None:
         with autocast(device):
-            module.target_cams(images, targets)
+            module.mixer.cam_forward(module.model, images, targets)
 
     components = {
         **step_runs,
-        "target_cams": target_cams,
+        "cam_forward": cam_forward,
         "class_activation_maps": lambda: class_activation_maps(features, head.weight, head.bias, targets, size),
         "snapmix()": lambda: snapmix(images, targets, cams, generator=generator),
     }

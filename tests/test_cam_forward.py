@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from fgvc_mix.mixing import class_activation_maps
+from fgvc_mix.mixing import CamForward, MixedBatch, Mixer, class_activation_maps
+from fgvc_mix.mixing.cam_labels import mask_weights
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.batchnorm_folding import FoldedConvBatchNorm, conv_batchnorm_pairs, folded_batchnorm
+from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build
 
 # backbone, image side, whether it has conv -> BatchNorm pairs to fold
@@ -76,13 +78,16 @@ def test_folding_restores_the_model_after_an_exception_and_skips_untraceable_mod
     assert conv_batchnorm_pairs(DataDependent()) == []
 
 
-def test_cam_bn_eval_cams_equal_the_unfolded_eval_forward(tiny_config):
+def test_cam_bn_eval_cams_equal_the_unfolded_eval_forward(tiny_config, monkeypatch):
     module, datamodule, _ = build(tiny_config("mix.cam_bn=eval", "logger=[]", "callbacks=[]"))
     randomise_batchnorm(module.model)
     module.train()
     images, targets = next(iter(datamodule.train_dataloader()))
-    cams = module.target_cams(images, targets)
-    assert module._folding_pairs, "small_cnn's conv -> BatchNorm pairs should be folded"
+    folded_calls = []
+    forward = FoldedConvBatchNorm.forward
+    monkeypatch.setattr(FoldedConvBatchNorm, "forward", lambda self, x: folded_calls.append(1) or forward(self, x))
+    cams = module.mixer.cam_forward(module.model, images, targets)
+    assert folded_calls, "small_cnn's conv -> BatchNorm pairs should be folded"
     assert module.model.training
     module.eval()
     with torch.no_grad():
@@ -121,14 +126,14 @@ def test_cam_forward_is_inference_mode_backbone_only_and_cams_are_ordinary_tenso
     module.train()
     calls, mid_calls = record_calls(module)
     images, targets = next(iter(datamodule.train_dataloader()))
-    cams = module.target_cams(images, targets)
+    cams = module.mixer.cam_forward(module.model, images, targets)
     assert calls == [
         {"inference": True, "grad": False, "training": True, "dtype": torch.float32, "channels_last": False}
     ]
     assert mid_calls == []
     assert not cams.is_inference()
     # the label weights made from the CAMs enter the loss, whose backward must accept them
-    mixed = module.mixer.mix(images, targets, module.target_cams)
+    mixed = module.mixer.mix(images, targets, module.model)
     (mixed.lam_a * module.model(mixed.images).logsumexp(dim=1)).sum().backward()
 
 
@@ -169,7 +174,8 @@ def test_channels_last_changes_the_layout_not_the_results(tiny_config):
     assert nhwc_images.is_contiguous(memory_format=torch.channels_last) and torch.equal(nhwc_images, images)
     assert modules[False].in_model_layout(images) is images
     torch.testing.assert_close(
-        modules[True].target_cams(nhwc_images, targets), modules[False].target_cams(images, targets)
+        modules[True].mixer.cam_forward(modules[True].model, nhwc_images, targets),
+        modules[False].mixer.cam_forward(modules[False].model, images, targets),
     )
     torch.testing.assert_close(modules[True].model(nhwc_images), modules[False].model(images), rtol=1e-4, atol=1e-4)
 
@@ -177,3 +183,37 @@ def test_channels_last_changes_the_layout_not_the_results(tiny_config):
 def test_bad_cam_dtype_names_the_option(tiny_config):
     with pytest.raises(ValueError, match=r"mix\.cam_dtype"):
         build(tiny_config("mix.cam_dtype=int8", "logger=[]", "callbacks=[]"))
+
+
+class PeakSwap(Mixer):
+    """A CAM mixer written outside the package, as a user would add one (its function, here inline, and this
+    class; then one export line and one YAML): each image shows its partner where the partner's CAM is above
+    its mean, and the labels weigh the CAM mass there."""
+
+    name = "peak_swap"
+
+    def __init__(self, prob: float = 1.0, seed: int | None = None, **cam_options) -> None:
+        super().__init__(prob, seed=seed)
+        self.cam_forward = CamForward(**cam_options)
+        self.seen_cams: list[torch.Tensor] = []
+
+    def mix_batch(self, images, targets, cams, generator) -> MixedBatch:
+        self.seen_cams.append(cams)
+        partner = torch.randperm(len(targets), generator=generator).to(images.device)
+        shown = cams[partner] > cams[partner].mean(dim=(1, 2), keepdim=True)
+        mixed = torch.where(shown[:, None], images[partner], images)
+        return MixedBatch(mixed, targets, targets[partner], *mask_weights(cams, partner, shown), partner)
+
+
+def test_a_cam_mixer_needs_only_its_class_to_train_through_the_module(tiny_config):
+    module, datamodule, trainer = build(tiny_config("trainer=debug", "logger=[]", "callbacks=[]"))
+    hparams = module.hparams
+    mix = {"_target_": f"{__name__}.PeakSwap", "cam_bn": "eval", "cam_resolution": 32}
+    module = FGVCModule(hparams.model, mix, hparams.optim, hparams.num_classes, channels_last=True)
+    before = module.model.head.weight.detach().clone()
+    trainer.fit(module, datamodule=datamodule)
+    (cams,) = module.mixer.seen_cams  # fast_dev_run: one training step, one CAM forward
+    assert cams.shape == (16, 64, 64) and not cams.is_inference()
+    torch.testing.assert_close(cams.sum(dim=(1, 2)), torch.ones(16))
+    assert len({tuple(cam.flatten()[:50].tolist()) for cam in cams}) > 1  # the model's CAMs, one per image
+    assert not torch.equal(module.model.head.weight, before)  # and the step trained on the mixed batch

@@ -22,8 +22,8 @@ from fgvc_mix.label_noise import (
     part_mask_source,
 )
 from fgvc_mix.mixing import cutmix, snapmix
+from fgvc_mix.mixing.cam_forward import CAM_BN_MODES as CAM_BN
 from fgvc_mix.mixing.label_scoring import area_weights, label_noise, semantic_shares
-from fgvc_mix.mixing.mixers import CAM_BN_MODES as CAM_BN
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build
 
@@ -189,7 +189,7 @@ def test_cam_variants_are_scored_next_to_the_exact_cams_on_the_same_pairs():
     assert list(report.variants) == ["half_res", "bf16", "same"]
     assert report.variants["same"] == report.snapmix  # no option: the exact CAMs again
     assert report.variants["half_res"] != report.snapmix and report.variants["bf16"] != report.snapmix
-    assert module.mixer.cam_resolution == 32 and module.mixer.cam_dtype is None  # options put back
+    assert module.mixer.cam_forward.resolution == 32  # the module's own CAM forward is left as it was
     assert "snapmix half_res" in report.table() and "snapmix bf16" in report.table()
     with pytest.raises(ValueError, match="cam_variants"):
         measure(module, images, masks, targets, cam_variants={"stale": {"cam_every_n": 2}})

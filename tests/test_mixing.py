@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.cam_models import MapModel
 
 from fgvc_mix.mixing import (
     CutMix,
@@ -357,19 +358,17 @@ def test_mixers_validate_options_and_respect_prob():
         CutMix(beta=0)
     with pytest.raises(ValueError, match=r"mix\.alpha"):
         Mixup(alpha=-1)
-    with pytest.raises(ValueError, match="class activation maps"):
+    with pytest.raises(ValueError, match=r"class activation maps: call it as mixer\(images, targets, model\)"):
         SnapMix()(torch.randn(2, 3, 8, 8), torch.arange(2))
-    assert SnapMix.needs_cams and not CutMix.needs_cams and not Mixup.needs_cams and not NoMix.needs_cams
+    assert SnapMix().needs_cams and not any(m().needs_cams for m in (CutMix, Mixup, NoMix))
+    for mixer_class in (CutMix, Mixup, NoMix):  # no CAM forward, so no CAM options
+        with pytest.raises(TypeError, match="cam_bn"):
+            mixer_class(cam_bn="eval")
 
     images, targets = torch.randn(4, 3, 8, 8), torch.arange(4)
-    calls = []
-
-    def cam_fn(x, y):
-        calls.append(1)
-        return uniform_cams(x.shape[0], 8, 8)
-
+    model = MapModel()
     never = SnapMix(prob=0.0)
-    assert torch.equal(never(images, targets, cam_fn).images, images) and not calls  # no CAM forward when unmixed
+    assert torch.equal(never(images, targets, model).images, images) and not model.calls  # no CAM forward unmixed
     half = CutMix(prob=0.5, seed=0)
     mixed = [half(images, targets).box_a is not None for _ in range(200)]  # unmixed batches carry no boxes
     assert 60 < sum(mixed) < 140
@@ -391,21 +390,16 @@ def test_mixer_reseed_differs_between_ranks():
 def test_ranks_take_the_same_mix_decisions_with_their_own_boxes(step):
     """Under DDP with SyncBatchNorm, a SnapMix CAM forward on one rank only would hang the others."""
     images, targets = torch.randn(4, 3, 16, 16), torch.arange(4)
-    calls = {0: [], 1: []}
+    models = {0: MapModel(), 1: MapModel()}
     mixed = {0: [], 1: []}
     for rank in (0, 1):
         mixer = SnapMix(prob=0.5)
         mixer.reseed(42, rank=rank, step=step)
-
-        def cam_fn(x, y, rank=rank):
-            calls[rank].append(1)
-            return uniform_cams(x.shape[0], 16, 16)
-
         for _ in range(40):
-            mixed[rank].append(mixer(images, targets, cam_fn).box_a)
+            mixed[rank].append(mixer(images, targets, models[rank]).box_a)
     decisions = {rank: [box is not None for box in boxes] for rank, boxes in mixed.items()}
     assert decisions[0] == decisions[1] and 5 < sum(decisions[0]) < 35
-    assert len(calls[0]) == len(calls[1]) == sum(decisions[0])  # one CAM forward per mixed batch, on each rank
+    assert models[0].calls == models[1].calls == sum(decisions[0])  # one CAM forward per mixed batch, on each rank
     pairs = [(a, b) for a, b in zip(mixed[0], mixed[1], strict=True) if a is not None]
     assert not all(torch.equal(a, b) for a, b in pairs)  # the boxes still differ between ranks
 
@@ -414,7 +408,7 @@ def test_ranks_take_the_same_mix_decisions_with_their_own_boxes(step):
 def test_mixed_images_keep_the_channels_last_layout_and_values(mixer_class):
     images = torch.randn(4, 3, 16, 16)
     targets = torch.arange(4)
-    uniform = lambda x, y: torch.full((4, 16, 16), 1 / 256)  # noqa: E731
+    uniform = MapModel()
     nchw = mixer_class(prob=1.0, seed=3)(images, targets, uniform).images
     nhwc = mixer_class(prob=1.0, seed=3)(images.contiguous(memory_format=torch.channels_last), targets, uniform)
     assert nhwc.images.is_contiguous(memory_format=torch.channels_last)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.cam_models import MapModel
 
 from fgvc_mix.mixing import (
     AttentiveCutMix,
@@ -207,19 +208,18 @@ MIXERS = {  # name: a Mixer from keyword options
 }
 
 
-def cam_fn(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    maps = images.float().abs().mean(dim=1) ** 4
-    return maps / maps.sum(dim=(1, 2), keepdim=True)
+# A stand-in model whose CAMs peak where the images do.
+cam_model = MapModel(lambda images: images.float().abs().mean(dim=1) ** 4)
 
 
 @pytest.mark.parametrize("name", MIXERS)
 def test_prob_decides_how_many_batches_mix(name):
     images, targets, _ = batch()
     never = MIXERS[name](prob=0.0, seed=SEED)
-    unmixed = never(images, targets, cam_fn)
+    unmixed = never(images, targets, cam_model)
     assert unmixed.images is images and torch.equal(unmixed.lam_a, torch.ones(B))
     half = MIXERS[name](prob=0.5, seed=SEED)
-    mixed = sum(not torch.equal(half(images, targets, cam_fn).lam_b, torch.zeros(B)) for _ in range(100))
+    mixed = sum(not torch.equal(half(images, targets, cam_model).lam_b, torch.zeros(B)) for _ in range(100))
     assert 35 <= mixed <= 65
 
 
@@ -227,7 +227,7 @@ def test_prob_decides_how_many_batches_mix(name):
 def test_per_sample_gives_each_image_its_own_region(name):
     images, targets, _ = batch()
     # A constant CAM gives every partner the same peak: any difference between images comes from the draws.
-    flat = lambda x, y: torch.full((x.shape[0], H, W), 1.0 / (H * W))  # noqa: E731
+    flat = MapModel()
     shared = MIXERS[name](per_sample=False, seed=SEED)(images, targets, flat)
     own = MIXERS[name](per_sample=True, seed=SEED)(images, targets, flat)
     area = lambda m: (m.images != images).any(dim=1).float().mean(dim=(1, 2))  # noqa: E731
@@ -249,7 +249,7 @@ def test_attentive_cutmix_cells_are_each_partners_own():
 def test_same_seed_same_batch_other_seed_other_batch(name):
     images, targets, _ = batch()
     first, again, other = (
-        MIXERS[name](per_sample=True, seed=s)(images, targets, cam_fn) for s in (SEED, SEED, SEED + 1)
+        MIXERS[name](per_sample=True, seed=s)(images, targets, cam_model) for s in (SEED, SEED, SEED + 1)
     )
     for field in ("images", "targets_b", "lam_a", "lam_b", "partner"):
         assert torch.equal(getattr(first, field), getattr(again, field)), field
@@ -259,7 +259,7 @@ def test_same_seed_same_batch_other_seed_other_batch(name):
 @pytest.mark.parametrize("name", ["fmix", "fmix_cam", "saliencymix", "attentive_cutmix"])
 def test_batch_of_one_mixes_with_itself(name):
     images, targets, _ = batch(1)
-    mixed = MIXERS[name](seed=SEED)(images, targets, cam_fn)
+    mixed = MIXERS[name](seed=SEED)(images, targets, cam_model)
     assert torch.equal(mixed.partner, torch.zeros(1, dtype=torch.long)) and torch.equal(mixed.targets_b, targets)
     torch.testing.assert_close(mixed.images, images)  # its own pixels pasted into the same place
     assert mixed.lam_a.shape == mixed.lam_b.shape == (1,)
@@ -268,7 +268,7 @@ def test_batch_of_one_mixes_with_itself(name):
 @pytest.mark.parametrize("labels", ["area", "cam"])
 def test_batch_of_one_resizemix_shows_the_image_shrunk_into_itself(labels):
     images, targets, _ = batch(1)
-    mixed = ResizeMix(scope=(0.5, 0.5), labels=labels, seed=SEED)(images, targets, cam_fn)
+    mixed = ResizeMix(scope=(0.5, 0.5), labels=labels, seed=SEED)(images, targets, cam_model)
     assert torch.equal(mixed.partner, torch.zeros(1, dtype=torch.long)) and mixed.lam_b.shape == (1,)
     x1, y1, x2, y2 = mixed.box_a[0].tolist()
     shrunk = F.interpolate(images, (y2 - y1, x2 - x1), mode="bilinear", align_corners=True)
@@ -287,7 +287,7 @@ def test_an_empty_region_means_no_mixing(name, monkeypatch):
         module = "fmix" if name.startswith("fmix") else "saliencymix"
         ones = lambda c, shape, g: torch.ones(shape, dtype=torch.float64)  # noqa: E731
         monkeypatch.setattr(sys.modules[f"fgvc_mix.mixing.{module}"], "sample_beta", ones)
-    mixed = MIXERS[name](per_sample=True, seed=SEED, **options)(images, targets, cam_fn)
+    mixed = MIXERS[name](per_sample=True, seed=SEED, **options)(images, targets, cam_model)
     assert torch.equal(mixed.images, images)
     assert torch.equal(mixed.lam_a, torch.ones(B)) and torch.equal(mixed.lam_b, torch.zeros(B))
 
@@ -333,13 +333,16 @@ def test_cam_mixers_say_they_need_cams_and_refuse_to_run_without(name):
         mixer.mix(*batch()[:2], None)
 
 
-def test_area_mixers_do_not_ask_for_cams():
-    def no_cams(images, targets):
-        raise AssertionError("an area-labelled mixer ran the CAM forward")
-
-    for mixer in (ResizeMix(), FMix()):
+def test_area_mixers_do_not_ask_for_cams_nor_take_cam_options():
+    model = MapModel()
+    for mixer_class in (ResizeMix, FMix):
+        mixer = mixer_class()
         assert not mixer.needs_cams
-        mixer.mix(*batch()[:2], no_cams)
+        mixer.mix(*batch()[:2], model)
+        with pytest.raises(ValueError, match=r"mix\.cam_bn configures the CAM forward, which only mix\.labels=cam"):
+            mixer_class(cam_bn="eval")
+        assert mixer_class(labels="cam", cam_bn="eval").cam_forward.bn == "eval"
+    assert model.calls == 0
 
 
 @pytest.mark.parametrize(
@@ -374,7 +377,7 @@ def test_real_cams_reach_the_mixer_from_the_config(mix, tiny_config):
     )
     datamodule.setup("fit")
     images, targets = next(iter(datamodule.train_dataloader()))
-    mixed = module.mix(images, targets)
+    mixed = module.mixer(images, targets, module.model)
     assert mixed.images.shape == images.shape and bool((mixed.lam_b > 0).any())
 
 

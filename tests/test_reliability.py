@@ -35,7 +35,7 @@ def test_loss_stays_finite_for_degenerate_batches_and_bf16(mix, tiny_config):
     for name, (images, targets) in cases.items():
         for autocast in (False, True):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                mixed = module.mix(images, targets)
+                mixed = module.mixer(images, targets, module.model)
                 loss = mixed_cross_entropy(module(mixed.images), mixed)
             assert torch.isfinite(loss), (name, autocast)
             assert torch.isfinite(mixed.lam_a).all() and torch.isfinite(mixed.lam_b).all()

@@ -64,7 +64,7 @@ class HostDeviceTraffic(TorchDispatchMode):
 
 def mixed_step(module: FGVCModule, images: torch.Tensor, targets: torch.Tensor) -> None:
     """``training_step`` without its NaN guard and logging: CAMs, mix, forward, loss, backward."""
-    mixed = module.mix(module.in_model_layout(images), targets)
+    mixed = module.mixer(module.in_model_layout(images), targets, module.model)
     outputs = module.model.forward_heads(mixed.images)
     loss = sum(module.model.loss_weight(head) * mixed_cross_entropy(out, mixed) for head, out in outputs.items())
     loss.backward()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -13,7 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from fgvc_mix.mixing import MixedBatch, box_areas
+from fgvc_mix.mixing import CamForward, MixedBatch, box_areas
 from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 
@@ -43,11 +41,10 @@ class MixedImageGrid(pl.Callback):
         if not loggers:
             return
         images, targets = (t[: self.num_images] for t in batch)
-        mixer = copy.copy(pl_module.mixer)
-        mixer.generator = torch.Generator().manual_seed(trainer.current_epoch)
+        generator = torch.Generator().manual_seed(trainer.current_epoch)
         with torch.no_grad(), eval_mode(pl_module.model):
-            mixed = mixer.mix(images, targets, pl_module.target_cams if mixer.needs_cams else None)
-            cams = pl_module.target_cams(mixed.images, mixed.targets_a)
+            mixed = pl_module.mixer.mix(images, targets, pl_module.model, generator=generator)
+            cams = CamForward(cam_bn="eval")(pl_module.model, mixed.images, mixed.targets_a)
         datamodule = trainer.datamodule
         grid = self.render(mixed, cams, datamodule.hparams.mean, datamodule.hparams.std)
         for logger in loggers:

@@ -33,8 +33,6 @@ costs in label quality.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +44,11 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory
+from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.evaluation import load_checkpoint
+from fgvc_mix.mixing.cam_forward import CamForward
 from fgvc_mix.mixing.label_scoring import LabelNoise, label_noise
-from fgvc_mix.mixing.mixers import Mixer
 from fgvc_mix.mixing.snapmix import draw_snapmix_pairs
-from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.module import FGVCModule
 
 SNAPMIX_BETA = 5.0
@@ -66,23 +63,17 @@ def draw_pairs(
     return draw_snapmix_pairs(batch_size, height, width, beta, True, generator)
 
 
-@contextlib.contextmanager
-def cam_forward_options(mixer: Mixer, options: dict[str, Any]) -> Iterator[None]:
-    """Within the block, ``mixer`` has the given ``mix.cam_resolution`` / ``mix.cam_dtype`` values."""
-    unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"cam_variants: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
-        )
-    Mixer(**options)  # the same checks, and messages, as the mix config's options
-    saved = {name: getattr(mixer, name) for name in options}
-    try:
-        for name, value in options.items():
-            setattr(mixer, name, value)
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(mixer, name, value)
+def variant_cam_forwards(cam_variants: dict[str, dict[str, Any]] | None) -> dict[str, CamForward]:
+    """Each ``cam_variants`` row's eval-mode CAM forward, checked as the mix config's options are."""
+    forwards = {}
+    for name, options in (cam_variants or {}).items():
+        unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"cam_variants.{name}: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
+            )
+        forwards[name] = CamForward(cam_bn="eval", **options)
+    return forwards
 
 
 @torch.no_grad()
@@ -105,20 +96,17 @@ def measure(
     each is scored on the same pairs next to the exact CAMs.
     """
 
-    def cams() -> Tensor:
+    def cams(cam_forward: CamForward) -> Tensor:
         return torch.cat(
             [
-                module.target_cams(x.to(module.device), y.to(module.device)).cpu()
+                cam_forward(module.model, x.to(module.device), y.to(module.device)).cpu()
                 for x, y in zip(images.split(chunk_size), targets.split(chunk_size), strict=True)
             ]
         )
 
-    with eval_mode(module), cam_forward_options(module.mixer, {"cam_resolution": None, "cam_dtype": None}):
-        exact = cams()
-        variant_cams = {}
-        for name, options in (cam_variants or {}).items():
-            with cam_forward_options(module.mixer, dict(options)):
-                variant_cams[name] = cams()
+    variants = variant_cam_forwards(cam_variants)
+    exact = cams(CamForward(cam_bn="eval"))
+    variant_cams = {name: cams(cam_forward) for name, cam_forward in variants.items()}
     generator = torch.Generator().manual_seed(seed)
     partner, box_a, box_b = draw_pairs(len(targets), *images.shape[-2:], beta=beta, generator=generator)
     return label_noise(exact, masks, targets, partner, box_a, box_b, variant_cams)
@@ -232,7 +220,6 @@ class LabelNoiseMeter(pl.Callback):
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="label_noise")
 def main(cfg: DictConfig) -> float:
-    check_mandatory(cfg)
     variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
     report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
     print(f"Label noise of {cfg.ckpt_path} (synthetic test split, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")

@@ -7,7 +7,6 @@ alone rebuilds the whole module: ``FGVCModule.load_from_checkpoint(path)``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 from typing import Any
@@ -15,17 +14,15 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fgvc_mix.config import build_from_config
-from fgvc_mix.mixing import MixedBatch, Mixer, class_activation_maps, mixed_cross_entropy
+from fgvc_mix.mixing import Mixer, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
-from fgvc_mix.models.batchnorm import batchnorm_buffers, eval_mode, frozen_batchnorm_statistics
-from fgvc_mix.models.batchnorm_folding import conv_batchnorm_pairs, folded_batchnorm
+from fgvc_mix.models.batchnorm import batchnorm_buffers
 
 log = logging.getLogger(__name__)
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")
@@ -92,7 +89,6 @@ class FGVCModule(pl.LightningModule):
         self.mixer: Mixer = build_from_config(mix)
         if channels_last:  # batches follow in training_step / _evaluate / forward
             self.model.to(memory_format=torch.channels_last)
-        self._folding_pairs: list[tuple[str, str]] | None = None  # found on the first mix.cam_bn=eval CAM forward
         self.skipped_batches = 0
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -139,55 +135,12 @@ class FGVCModule(pl.LightningModule):
         """With ``channels_last``, images become NHWC like the model's weights (a no-op when they already are)."""
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
 
-    @torch.no_grad()
-    def target_cams(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Normalised CAMs of each image's target class from a no-grad forward of the clean batch.
-
-        The forward runs under ``torch.inference_mode``, through the backbone only (no
-        mid-level or auxiliary head), in the batch's memory format (``channels_last``)
-        and under whatever autocast training uses (Lightning wraps ``training_step`` in
-        it) unless ``mix.cam_dtype`` asks for one. With ``mix.cam_bn=batch`` BatchNorm
-        uses batch statistics, as the authors' train-mode forward did, without updating
-        the running statistics a second time per step; ``mix.cam_bn=eval`` uses the
-        running statistics, folded into the convolutions. ``mix.cam_resolution``
-        (approximate) runs the forward on a downscaled copy and upsamples the CAMs.
-        """
-        size = tuple(images.shape[-2:])
-        inputs = images
-        resolution = self.mixer.cam_resolution
-        if resolution is not None and resolution < min(size):
-            inputs = F.interpolate(images, scale_factor=resolution / min(size), mode="bilinear", antialias=True)
-        with torch.inference_mode(), self._cam_batchnorm(), self._cam_autocast(images.device):
-            features = self.model.forward_features(inputs)
-        head = self.model.head
-        # Outside inference mode, so the CAMs (and the label weights made from them) are ordinary tensors.
-        return class_activation_maps(features, head.weight, head.bias, targets, size)
-
-    def _cam_batchnorm(self) -> contextlib.AbstractContextManager:
-        if self.mixer.cam_bn == "batch":
-            return frozen_batchnorm_statistics(self.model)
-        if self._folding_pairs is None:
-            self._folding_pairs = conv_batchnorm_pairs(self.model.backbone)
-        stack = contextlib.ExitStack()
-        stack.enter_context(eval_mode(self.model))
-        stack.enter_context(folded_batchnorm(self.model.backbone, self._folding_pairs))
-        return stack
-
-    def _cam_autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        dtype = self.mixer.cam_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=getattr(torch, dtype))
-
-    def mix(self, images: Tensor, targets: Tensor) -> MixedBatch:
-        return self.mixer(images, targets, self.target_cams if self.mixer.needs_cams else None)
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any] | None:
         images, targets = batch
         images = self.in_model_layout(images)
         # A skipped batch must not leave its NaNs in the BatchNorm statistics its forward updated.
         saved_statistics = batchnorm_buffers(self.model, clone=True) if self.hparams.nonfinite_loss == "skip" else None
-        mixed = self.mix(images, targets)
+        mixed = self.mixer(images, targets, self.model)  # the CAM-guided mixers run their CAM forward on the model
         outputs = self.model.forward_heads(mixed.images)
         loss = sum(
             self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
@@ -201,6 +154,7 @@ class FGVCModule(pl.LightningModule):
             "loss": loss,
             "lam_a": mixed.lam_a.detach(),
             "lam_b": mixed.lam_b.detach(),
+            "partner": mixed.partner,  # None: the batch was not mixed (prob < 1)
             "box_a": mixed.box_a,
             "box_b": mixed.box_b,
         }

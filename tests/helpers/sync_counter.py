@@ -17,6 +17,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch import nn
 
+from fgvc_mix.mixing import CamForward
+
 
 class SyncCounter(pl.Callback):
     def __init__(self, out_dir: str) -> None:
@@ -25,16 +27,20 @@ class SyncCounter(pl.Callback):
         self.counts: dict[str, Counter] = {"cams": Counter(), "syncing": Counter(), "eval_cams": Counter()}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        target_cams = pl_module.target_cams
+        # Every CAM forward (the step's mixer, the image grid, the label-noise meter) is a CamForward call.
+        self.original_call = CamForward.__call__
 
-        def counted(images, targets):
-            self.counts["cams" if pl_module.model.training else "eval_cams"][self.batch] += 1
-            return target_cams(images, targets)
+        def counted(cam_forward, model, images, targets):
+            self.counts["cams" if model.training else "eval_cams"][self.batch] += 1
+            return self.original_call(cam_forward, model, images, targets)
 
-        pl_module.target_cams = counted  # the step's mixer and the image grid both look it up on the module
+        CamForward.__call__ = counted
         for layer in pl_module.model.modules():
             if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                 layer.register_forward_pre_hook(self._count_syncing)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        CamForward.__call__ = self.original_call
 
     def _count_syncing(self, layer: nn.Module, inputs) -> None:
         if layer.training:

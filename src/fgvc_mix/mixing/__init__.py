@@ -2,13 +2,15 @@
 
 No Lightning here: these functions run on any device, never loop over the batch in
 Python and never synchronise the host with the device, so the LightningModule (or any
-other training loop) can call them inside ``training_step``.
+other training loop) can call them inside ``training_step``. The mixer objects wrap
+them; the CAM-guided ones hold a ``CamForward``, the one piece that runs the model.
 """
 
 from fgvc_mix.mixing.attentive_cutmix import AttentiveCutMix, attentive_cutmix
 from fgvc_mix.mixing.batch import MixedBatch, mixed_cross_entropy, no_mix
 from fgvc_mix.mixing.boxes import box_areas, paste, random_boxes, sample_beta
 from fgvc_mix.mixing.cam import class_activation_maps
+from fgvc_mix.mixing.cam_forward import CamForward
 from fgvc_mix.mixing.cutmix import cutmix
 from fgvc_mix.mixing.fmix import FMix, fmix
 from fgvc_mix.mixing.mixers import CutMix, Mixer, Mixup, NoMix, SnapMix
@@ -19,6 +21,7 @@ from fgvc_mix.mixing.snapmix import snapmix, snapmix_weights
 
 __all__ = [
     "AttentiveCutMix",
+    "CamForward",
     "CutMix",
     "FMix",
     "MixedBatch",

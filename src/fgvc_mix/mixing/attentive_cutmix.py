@@ -19,8 +19,8 @@ from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import random_partner, to_device
-from fgvc_mix.mixing.cam_labels import require_cams
-from fgvc_mix.mixing.mixers import CamFunction, Mixer
+from fgvc_mix.mixing.cam_forward import CamForward
+from fgvc_mix.mixing.mixers import Mixer
 
 
 def top_cell_masks(attention: Tensor, grid: int, top_k: int) -> Tensor:
@@ -67,11 +67,11 @@ class AttentiveCutMix(Mixer):
     """Attentive CutMix on the model's CAMs (authors: 7x7 grid, top 6 cells, every batch mixed).
 
     The cells are each partner's own, so every image has its own mask in both modes:
-    ``per_sample`` changes nothing here (only the partner is drawn at random).
+    ``per_sample`` changes nothing here (only the partner is drawn at random). ``cam_options``:
+    ``CamForward``'s.
     """
 
     name = "attentive_cutmix"
-    needs_cams = True
 
     def __init__(
         self,
@@ -82,7 +82,8 @@ class AttentiveCutMix(Mixer):
         seed: int | None = None,
         **cam_options,
     ):
-        super().__init__(prob, per_sample, seed, **cam_options)
+        super().__init__(prob, per_sample, seed)
+        self.cam_forward = CamForward(**cam_options)
         if grid < 1:
             raise ValueError(f"mix.grid must be >= 1 (cells per side), got {grid}")
         if not 0 <= top_k <= grid * grid:
@@ -90,6 +91,5 @@ class AttentiveCutMix(Mixer):
         self.grid = int(grid)
         self.top_k = int(top_k)
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        cams = require_cams(cam_fn, images, targets, "Attentive CutMix")
-        return attentive_cutmix(images, targets, cams, grid=self.grid, top_k=self.top_k, generator=self.generator)
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
+        return attentive_cutmix(images, targets, cams, grid=self.grid, top_k=self.top_k, generator=generator)

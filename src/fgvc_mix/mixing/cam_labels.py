@@ -1,4 +1,4 @@
-"""What the CAM-guided mixers share: getting the CAMs, and label weights as CAM mass under a mask.
+"""What the mixers with a choice of labels share: the choice, and label weights as CAM mass under a mask.
 
 SnapMix's box weights live in ``snapmix.snapmix_weights``; the mixers whose partner
 region is a mask of any shape (FMix), not a box, weight labels here in the same way.
@@ -6,28 +6,31 @@ region is a mask of any shape (FMix), not a box, weight labels here in the same 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from fgvc_mix.mixing.mixers import CamFunction
+from fgvc_mix.mixing.cam_forward import CamForward
 
 LABEL_RULES = ("area", "cam")
 
 
-def check_labels(labels: str) -> bool:
-    """Whether ``mix.labels`` asks for CAM-based weights (SnapMix's rule) rather than area ones."""
+def labels_cam_forward(labels: str, cam_options: dict[str, Any]) -> CamForward | None:
+    """The ``CamForward`` of a mixer whose ``mix.labels`` may ask for CAM-mass weights (SnapMix's rule);
+    ``None`` for area labels, which need no CAMs and so take no ``mix.cam_*`` options."""
     if labels not in LABEL_RULES:
         raise ValueError(
             f"mix.labels must be one of {LABEL_RULES} (area: pixel share; cam: CAM mass, as SnapMix), got {labels!r}"
         )
-    return labels == "cam"
-
-
-def require_cams(cam_fn: CamFunction | None, images: Tensor, targets: Tensor, method: str) -> Tensor:
-    """The batch's normalised target-class CAMs (B, H, W), or one clear error when no CAM source was given."""
-    if cam_fn is None:
-        raise ValueError(f"{method} needs class activation maps: pass cam_fn(images, targets) -> (B, H, W) CAMs")
-    return cam_fn(images, targets)
+    if labels == "cam":
+        return CamForward(**cam_options)
+    if cam_options:
+        raise ValueError(
+            f"mix.{next(iter(cam_options))} configures the CAM forward, which only mix.labels=cam runs: "
+            "drop it, or set mix.labels=cam"
+        )
+    return None
 
 
 def mask_weights(cams: Tensor, partner: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,8 +20,8 @@ from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import random_partner, sample_beta, to_device
-from fgvc_mix.mixing.cam_labels import check_labels, mask_weights, require_cams
-from fgvc_mix.mixing.mixers import CamFunction, Mixer, _check_positive
+from fgvc_mix.mixing.cam_labels import labels_cam_forward, mask_weights
+from fgvc_mix.mixing.mixers import Mixer, _check_positive
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,7 +98,8 @@ def fmix(
 
 
 class FMix(Mixer):
-    """FMix (authors: alpha 1, decay power 3, every batch mixed); ``labels="cam"`` weighs them by CAM mass."""
+    """FMix (authors: alpha 1, decay power 3, every batch mixed); ``labels="cam"`` weighs them by CAM mass
+    (``cam_options``: ``CamForward``'s, with ``labels="cam"`` only)."""
 
     name = "fmix"
 
@@ -112,17 +113,16 @@ class FMix(Mixer):
         seed: int | None = None,
         **cam_options,
     ):
-        super().__init__(prob, per_sample, seed, **cam_options)
+        super().__init__(prob, per_sample, seed)
+        self.cam_forward = labels_cam_forward(labels, cam_options)
         _check_positive("alpha", alpha)
         if not decay_power > 0:
             raise ValueError(f"mix.decay_power must be > 0 (spectrum ~ 1 / f ** decay_power), got {decay_power}")
         self.alpha = float(alpha)
         self.decay_power = float(decay_power)
-        self.needs_cams = check_labels(labels)
         self.labels = labels
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        cams = require_cams(cam_fn, images, targets, "FMix with labels=cam") if self.needs_cams else None
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
         return fmix(
             images,
             targets,
@@ -130,5 +130,5 @@ class FMix(Mixer):
             decay_power=self.decay_power,
             per_sample=self.per_sample,
             cams=cams,
-            generator=self.generator,
+            generator=generator,
         )

@@ -1,9 +1,13 @@
 """Mixer objects: small callables, like timm's ``Mixup``, that the LightningModule holds.
 
-A mixer owns the chance that a batch is mixed (``prob``), its method's parameters
-and two CPU generators, and says whether it needs class activation maps. CAMs are
-requested through a callback only when the batch is actually mixed, so an unmixed
-SnapMix batch costs no extra forward pass.
+    mixed = mixer(images, targets, model)
+
+A mixer owns the chance that a batch is mixed (``prob``), its method's parameters and
+two CPU generators. A mixer guided by class activation maps (SnapMix, SaliencyMix,
+Attentive CutMix, ResizeMix/FMix with ``labels=cam``) also owns a ``CamForward``, built
+from its ``mix.cam_*`` options, and runs it on ``model`` only when the batch is actually
+mixed, so an unmixed SnapMix batch costs no extra forward pass. Mixers that need no
+CAMs take no CAM options and ignore ``model``.
 
 The two generators split what may differ between DDP ranks from what must not:
 ``generator`` (boxes, lambdas, partners) is seeded per rank, so ranks mix their
@@ -16,22 +20,17 @@ it would leave the others waiting.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fgvc_mix.mixing.batch import MixedBatch, no_mix
+from fgvc_mix.mixing.cam_forward import CamForward
 from fgvc_mix.mixing.cutmix import cutmix
 from fgvc_mix.mixing.mixup import mixup
 from fgvc_mix.mixing.snapmix import SAME_LABEL_RULES, snapmix
-
-CAM_BN_MODES = ("batch", "eval")
-CAM_DTYPES = ("bfloat16", "float16")
-CamFunction = Callable[[Tensor, Tensor], Tensor]
-"""(images, targets) -> normalised target-class CAMs (B, H, W) of those images."""
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -47,46 +46,26 @@ def _decision_seed(seed: int, step: int) -> int:
 class Mixer:
     """Base mixer: mixes a batch with probability ``prob``, otherwise returns it unmixed.
 
-    ``cam_bn`` tells the training loop how BatchNorm behaves in the no-grad CAM
-    forward: ``batch`` uses batch statistics and leaves the running ones untouched
-    (the authors' train-mode forward, without its second running-stat update);
-    ``eval`` uses the running statistics. ``cam_resolution`` (opt-in, approximate) runs that
-    forward on a copy of the batch downscaled so its shorter side has this many pixels, and
-    upsamples the CAMs: the labels still describe the images being mixed, at a coarser grain.
-    ``cam_dtype`` (opt-in, approximate when training runs in float32) runs that forward under
-    autocast to ``bfloat16``/``float16``; null (exact) keeps whatever autocast training uses.
+    Subclasses implement ``mix_batch``; one that needs CAMs sets ``cam_forward`` in its
+    constructor (``CamForward(**cam_options)``) and receives the CAMs there.
     """
 
     name: ClassVar[str] = "none"
-    needs_cams: ClassVar[bool] = False
+    cam_forward: CamForward | None = None
+    """The no-grad CAM forward of a CAM-guided mixer; ``None``: the mixer needs no CAMs."""
 
-    def __init__(
-        self,
-        prob: float = 1.0,
-        per_sample: bool = False,
-        seed: int | None = None,
-        cam_bn: str = "batch",
-        cam_resolution: int | None = None,
-        cam_dtype: str | None = None,
-    ):
-        if cam_dtype is not None and cam_dtype not in CAM_DTYPES:
-            raise ValueError(
-                f"mix.cam_dtype must be null (training's precision) or one of {CAM_DTYPES}, got {cam_dtype!r}"
-            )
-        if cam_resolution is not None and cam_resolution < 8:
-            raise ValueError(f"mix.cam_resolution must be null (exact) or >= 8 pixels, got {cam_resolution}")
+    def __init__(self, prob: float = 1.0, per_sample: bool = False, seed: int | None = None):
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"mix.prob must be in [0, 1] (the chance a batch is mixed), got {prob}")
-        if cam_bn not in CAM_BN_MODES:
-            raise ValueError(f"mix.cam_bn must be one of {CAM_BN_MODES}, got {cam_bn!r}")
         self.prob = float(prob)
         self.per_sample = per_sample
-        self.cam_bn = cam_bn
-        self.cam_resolution = cam_resolution
-        self.cam_dtype = cam_dtype
         seed = 0 if seed is None else seed
         self.generator = torch.Generator().manual_seed(seed)
         self.decision_generator = torch.Generator().manual_seed(_decision_seed(seed, step=0))
+
+    @property
+    def needs_cams(self) -> bool:
+        return self.cam_forward is not None
 
     def reseed(self, seed: int, rank: int = 0, step: int = 0) -> None:
         """Boxes from (seed, rank, step), so that ranks (and resumed ranks) draw different ones;
@@ -94,14 +73,33 @@ class Mixer:
         self.generator.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
         self.decision_generator.manual_seed(_decision_seed(seed, step))
 
-    def __call__(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None = None) -> MixedBatch:
+    def __call__(self, images: Tensor, targets: Tensor, model: nn.Module | None = None) -> MixedBatch:
+        """Mix with probability ``prob``; ``model`` (an ``FGVCClassifier``) gives the mixers that need CAMs theirs."""
         # A CPU draw: no host-device synchronisation, whatever device the batch is on.
         if self.prob < 1.0 and torch.rand((), generator=self.decision_generator).item() >= self.prob:
             return no_mix(images, targets)
-        return self.mix(images, targets, cam_fn)
+        return self.mix(images, targets, model)
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        """Mix for certain (no ``prob`` draw), with boxes etc. from ``generator``; subclasses override it."""
+    def mix(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        model: nn.Module | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> MixedBatch:
+        """Mix for certain (no ``prob`` draw), drawing boxes etc. from ``generator`` (default: the mixer's own)."""
+        cams = None
+        if self.cam_forward is not None:
+            if model is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs class activation maps: call it as mixer(images, targets, model)"
+                )
+            cams = self.cam_forward(model, images, targets)
+        return self.mix_batch(images, targets, cams, self.generator if generator is None else generator)
+
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
+        """The method itself; ``cams`` (normalised, B x H x W) when ``cam_forward`` is set, else ``None``."""
         return no_mix(images, targets)
 
     def __repr__(self) -> str:
@@ -111,8 +109,8 @@ class Mixer:
 class NoMix(Mixer):
     """Plain training: every batch is returned as it is."""
 
-    def __init__(self, prob: float = 0.0, per_sample: bool = False, seed: int | None = None, cam_bn: str = "batch"):
-        super().__init__(prob, per_sample, seed, cam_bn)
+    def __init__(self, prob: float = 0.0, per_sample: bool = False, seed: int | None = None):
+        super().__init__(prob, per_sample, seed)
 
 
 class Mixup(Mixer):
@@ -120,15 +118,13 @@ class Mixup(Mixer):
 
     name = "mixup"
 
-    def __init__(
-        self, prob: float = 0.5, alpha: float = 1.0, per_sample: bool = False, seed: int | None = None, cam_bn="batch"
-    ):
-        super().__init__(prob, per_sample, seed, cam_bn)
+    def __init__(self, prob: float = 0.5, alpha: float = 1.0, per_sample: bool = False, seed: int | None = None):
+        super().__init__(prob, per_sample, seed)
         _check_positive("alpha", alpha)
         self.alpha = float(alpha)
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        return mixup(images, targets, alpha=self.alpha, per_sample=self.per_sample, generator=self.generator)
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
+        return mixup(images, targets, alpha=self.alpha, per_sample=self.per_sample, generator=generator)
 
 
 class CutMix(Mixer):
@@ -136,22 +132,19 @@ class CutMix(Mixer):
 
     name = "cutmix"
 
-    def __init__(
-        self, prob: float = 1.0, beta: float = 3.0, per_sample: bool = False, seed: int | None = None, cam_bn="batch"
-    ):
-        super().__init__(prob, per_sample, seed, cam_bn)
+    def __init__(self, prob: float = 1.0, beta: float = 3.0, per_sample: bool = False, seed: int | None = None):
+        super().__init__(prob, per_sample, seed)
         _check_positive("beta", beta)
         self.beta = float(beta)
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        return cutmix(images, targets, alpha=self.beta, per_sample=self.per_sample, generator=self.generator)
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
+        return cutmix(images, targets, alpha=self.beta, per_sample=self.per_sample, generator=generator)
 
 
 class SnapMix(Mixer):
-    """SnapMix with CAM-based label weights (paper: prob 1, beta 5)."""
+    """SnapMix with CAM-based label weights (paper: prob 1, beta 5); ``cam_options``: ``CamForward``'s."""
 
     name = "snapmix"
-    needs_cams = True
 
     def __init__(
         self,
@@ -160,21 +153,17 @@ class SnapMix(Mixer):
         per_sample: bool = False,
         same_label: str = "sum",
         seed: int | None = None,
-        cam_bn: str = "batch",
-        cam_resolution: int | None = None,
-        cam_dtype: str | None = None,
+        **cam_options,
     ):
-        super().__init__(prob, per_sample, seed, cam_bn, cam_resolution, cam_dtype)
+        super().__init__(prob, per_sample, seed)
+        self.cam_forward = CamForward(**cam_options)
         _check_positive("beta", beta)
         if same_label not in SAME_LABEL_RULES:
             raise ValueError(f"mix.same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
         self.beta = float(beta)
         self.same_label = same_label
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        if cam_fn is None:
-            raise ValueError("SnapMix needs class activation maps: pass cam_fn(images, targets) -> (B, H, W) CAMs")
-        cams = cam_fn(images, targets)
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
         return snapmix(
             images,
             targets,
@@ -182,5 +171,5 @@ class SnapMix(Mixer):
             beta=self.beta,
             per_sample=self.per_sample,
             same_label=self.same_label,
-            generator=self.generator,
+            generator=generator,
         )

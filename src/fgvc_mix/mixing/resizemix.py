@@ -15,8 +15,8 @@ from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import box_areas, box_masks, paste, random_partner, to_device
-from fgvc_mix.mixing.cam_labels import check_labels, require_cams
-from fgvc_mix.mixing.mixers import CamFunction, Mixer
+from fgvc_mix.mixing.cam_labels import labels_cam_forward
+from fgvc_mix.mixing.mixers import Mixer
 from fgvc_mix.mixing.snapmix import snapmix_weights
 
 
@@ -80,7 +80,8 @@ def resizemix(
 
 
 class ResizeMix(Mixer):
-    """ResizeMix (authors: ``tau ~ U(0.1, 0.8)``, area labels); ``labels="cam"`` weighs them by CAM mass."""
+    """ResizeMix (authors: ``tau ~ U(0.1, 0.8)``, area labels); ``labels="cam"`` weighs them by CAM mass
+    (``cam_options``: ``CamForward``'s, with ``labels="cam"`` only)."""
 
     name = "resizemix"
 
@@ -93,17 +94,14 @@ class ResizeMix(Mixer):
         seed: int | None = None,
         **cam_options,
     ):
-        super().__init__(prob, per_sample, seed, **cam_options)
+        super().__init__(prob, per_sample, seed)
+        self.cam_forward = labels_cam_forward(labels, cam_options)
         if not (isinstance(scope, Sequence) and len(scope) == 2 and 0.0 <= scope[0] <= scope[1] <= 1.0):
             raise ValueError(
                 f"mix.scope must be [low, high] with 0 <= low <= high <= 1 (box side / image side), got {scope}"
             )
         self.scope = (float(scope[0]), float(scope[1]))
-        self.needs_cams = check_labels(labels)
         self.labels = labels
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        cams = require_cams(cam_fn, images, targets, "ResizeMix with labels=cam") if self.needs_cams else None
-        return resizemix(
-            images, targets, scope=self.scope, per_sample=self.per_sample, cams=cams, generator=self.generator
-        )
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
+        return resizemix(images, targets, scope=self.scope, per_sample=self.per_sample, cams=cams, generator=generator)

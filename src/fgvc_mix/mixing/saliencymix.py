@@ -18,8 +18,8 @@ from torch import Tensor
 
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import box_areas, box_masks, centred_boxes, random_partner, sample_beta, to_device
-from fgvc_mix.mixing.cam_labels import require_cams
-from fgvc_mix.mixing.mixers import CamFunction, Mixer, _check_positive
+from fgvc_mix.mixing.cam_forward import CamForward
+from fgvc_mix.mixing.mixers import Mixer, _check_positive
 
 
 def peak_boxes(saliency: Tensor, cut_w: Tensor, cut_h: Tensor) -> Tensor:
@@ -60,18 +60,17 @@ def saliencymix(
 
 
 class SaliencyMix(Mixer):
-    """SaliencyMix on the model's CAMs (authors, ImageNet: prob 1, beta 1)."""
+    """SaliencyMix on the model's CAMs (authors, ImageNet: prob 1, beta 1); ``cam_options``: ``CamForward``'s."""
 
     name = "saliencymix"
-    needs_cams = True
 
     def __init__(
         self, prob: float = 1.0, beta: float = 1.0, per_sample: bool = False, seed: int | None = None, **cam_options
     ):
-        super().__init__(prob, per_sample, seed, **cam_options)
+        super().__init__(prob, per_sample, seed)
+        self.cam_forward = CamForward(**cam_options)
         _check_positive("beta", beta)
         self.beta = float(beta)
 
-    def mix(self, images: Tensor, targets: Tensor, cam_fn: CamFunction | None) -> MixedBatch:
-        cams = require_cams(cam_fn, images, targets, "SaliencyMix")
-        return saliencymix(images, targets, cams, beta=self.beta, per_sample=self.per_sample, generator=self.generator)
+    def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
+        return saliencymix(images, targets, cams, beta=self.beta, per_sample=self.per_sample, generator=generator)
