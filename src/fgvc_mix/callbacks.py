@@ -6,19 +6,24 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib import colormaps
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from fgvc_mix.label_fidelity import SNAPMIX_BETA, masked_samples, measure, part_mask_source
 from fgvc_mix.mixing import CamForward, MixedBatch, box_areas
 from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 
+BOX_COLOUR = (255, 255, 0)  # yellow: visible on photos and on the grey demo background
+CAPTION_FONT_SIZE = 14
+
 
 class MixedImageGrid(pl.Callback):
-    """Every ``every_n_epochs``, a grid of mixed training images with the CAM of each image's
-    own label overlaid and the two label weights written on it (``train/mixed_images``).
+    """Every ``every_n_epochs``, a grid of mixed training images (``train/mixed_images``): each
+    image with its pasted box outlined, beside the CAM of its own label over the image, under
+    both labels' class names and weights.
 
     The mix is redrawn with a generator of its own (seeded by the epoch), so logging
     pictures never changes the boxes or mix decisions that training draws. Only rank 0
@@ -29,7 +34,7 @@ class MixedImageGrid(pl.Callback):
     training's ``mix.cam_bn=batch`` uses.
     """
 
-    def __init__(self, every_n_epochs: int = 5, num_images: int = 8, display_size: int = 160) -> None:
+    def __init__(self, every_n_epochs: int = 5, num_images: int = 8, display_size: int = 192) -> None:
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self.display_size = display_size
@@ -46,26 +51,46 @@ class MixedImageGrid(pl.Callback):
             mixed = pl_module.mixer.mix(images, targets, pl_module.model, generator=generator)
             cams = CamForward(cam_bn="eval")(pl_module.model, mixed.images, mixed.targets_a)
         datamodule = trainer.datamodule
-        grid = self.render(mixed, cams, datamodule.hparams.mean, datamodule.hparams.std)
+        hparams = datamodule.hparams
+        grid = self.render(mixed, cams, hparams.mean, hparams.std, pl_module.hparams.class_names)
         for logger in loggers:
             logger.experiment.add_image("train/mixed_images", grid, trainer.global_step)
 
-    def render(self, mixed: MixedBatch, cams: Tensor, mean, std) -> Tensor:
-        """(3, H, W) grid: each image denormalised, CAM in jet at 40%, ``a:<label> <lam_a>`` and ``b:...`` on top."""
+    def render(self, mixed: MixedBatch, cams: Tensor, mean, std, class_names: list[str] | None = None) -> Tensor:
+        """(3, H, W) uint8 grid, two samples per row. A sample is two ``display_size`` tiles: the mixed
+        image with ``box_a`` (where the partner was pasted) outlined, and the image at half strength
+        under the CAM of its own label in jet; above them ``a: <class> <lam_a>`` and ``b: ...``."""
         images = mixed.images.detach().float().cpu()
-        images = images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+        images = (images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]).clamp(0, 1)
         heat = cams.cpu() / cams.cpu().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         jet = torch.from_numpy(colormaps["jet"](heat.numpy())[..., :3]).permute(0, 3, 1, 2).float()
-        blended = (0.6 * images.clamp(0, 1) + 0.4 * jet).clamp(0, 1)
-        tiles = []
-        for i in range(blended.shape[0]):
-            array = (blended[i].permute(1, 2, 0).numpy() * 255).astype("uint8")
-            tile = Image.fromarray(array).resize((self.display_size, self.display_size), Image.NEAREST)
-            draw = ImageDraw.Draw(tile)
-            draw.text((2, 1), f"a:{int(mixed.targets_a[i])} {float(mixed.lam_a[i]):.2f}", fill=(255, 255, 255))
-            draw.text((2, 12), f"b:{int(mixed.targets_b[i])} {float(mixed.lam_b[i]):.2f}", fill=(255, 255, 255))
-            tiles.append(torch.from_numpy(np.array(tile)).permute(2, 0, 1))
-        return make_grid(torch.stack(tiles), nrow=4, padding=2)
+        overlays = 0.5 * images + 0.5 * jet
+        font = ImageFont.load_default(size=CAPTION_FONT_SIZE)
+        caption = 2 * CAPTION_FONT_SIZE + 10
+        size, gap = self.display_size, 4
+        height, width = images.shape[-2:]
+        resample = Image.Resampling.NEAREST if size >= max(height, width) else Image.Resampling.LANCZOS
+        scale = torch.tensor([size / width, size / height, size / width, size / height])
+        panels = []
+        for i in range(images.shape[0]):
+            panel = Image.new("RGB", (2 * size + gap, caption + size))
+            for left, picture in ((0, images[i]), (size + gap, overlays[i])):
+                array = (picture.permute(1, 2, 0).numpy() * 255).astype("uint8")
+                panel.paste(Image.fromarray(array).resize((size, size), resample), (left, caption))
+            draw = ImageDraw.Draw(panel)
+            if mixed.box_a is not None:
+                x1, y1, x2, y2 = (mixed.box_a[i].cpu().float() * scale).round().int().tolist()
+                if x2 > x1 and y2 > y1:  # an empty box: this image was not mixed
+                    for left in (0, size + gap):
+                        draw.rectangle(
+                            (left + x1, caption + y1, left + x2 - 1, caption + y2 - 1), outline=BOX_COLOUR, width=2
+                        )
+            for row, (targets, lam) in enumerate(((mixed.targets_a, mixed.lam_a), (mixed.targets_b, mixed.lam_b))):
+                label = int(targets[i])
+                text = f"{'ab'[row]}: {class_names[label] if class_names else label}  {float(lam[i]):.2f}"
+                draw.text((4, 4 + row * (CAPTION_FONT_SIZE + 2)), text, fill=(255, 255, 255), font=font)
+            panels.append(torch.from_numpy(np.array(panel)).permute(2, 0, 1))
+        return make_grid(torch.stack(panels), nrow=2, padding=gap)
 
 
 def _tensorboards(trainer: pl.Trainer) -> list[TensorBoardLogger]:
@@ -73,9 +98,10 @@ def _tensorboards(trainer: pl.Trainer) -> list[TensorBoardLogger]:
 
 
 class MixingDashboard(pl.Callback):
-    """Per epoch: histograms of ``lam_a``, ``lam_b`` and ``lam_a + lam_b``, and the mean gap between
-    the assigned weights and the area-based weights of the same boxes (``train/lam_gap_to_area``:
-    zero for CutMix, SnapMix's departure from area labelling); after testing, the confusion matrix.
+    """Per epoch, over the mixed batches only: histograms of ``lam_a``, ``lam_b`` and ``lam_a + lam_b``,
+    and the mean gap between the assigned weights and the area-based weights of the same boxes
+    (``train/lam_gap_to_area``: zero for CutMix, SnapMix's departure from area labelling); after
+    testing, the confusion matrix. Steps are global steps, the x-axis of every other chart.
     """
 
     def __init__(self) -> None:
@@ -84,7 +110,7 @@ class MixingDashboard(pl.Callback):
         self.confusion: Tensor | None = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if not isinstance(outputs, dict) or "lam_a" not in outputs:
+        if not isinstance(outputs, dict) or outputs.get("partner") is None:  # unmixed (prob < 1): weights 1 and 0
             return
         lam_a, lam_b = outputs["lam_a"].float().cpu(), outputs["lam_b"].float().cpu()
         self.weights.append((lam_a, lam_b))
@@ -100,10 +126,10 @@ class MixingDashboard(pl.Callback):
             lam_b = torch.cat([b for _, b in self.weights])
             for logger in _tensorboards(trainer):
                 for name, values in (("lam_a", lam_a), ("lam_b", lam_b), ("lam_sum", lam_a + lam_b)):
-                    logger.experiment.add_histogram(f"train/{name}", values, trainer.current_epoch)
+                    logger.experiment.add_histogram(f"train/{name}", values, trainer.global_step)
                 if self.gaps:
                     gap = float(torch.cat(self.gaps).mean())
-                    logger.experiment.add_scalar("train/lam_gap_to_area", gap, trainer.current_epoch)
+                    logger.experiment.add_scalar("train/lam_gap_to_area", gap, trainer.global_step)
         self.weights, self.gaps = [], []
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
@@ -120,3 +146,47 @@ class MixingDashboard(pl.Callback):
             logger.experiment.add_figure(
                 "test/confusion_matrix", confusion_matrix_figure(confusion, names), trainer.global_step
             )
+
+
+class LabelNoiseMeter(pl.Callback):
+    """Logs ``train/label_mae_snapmix``, ``train/label_mae_cutmix`` and ``train/label_mae_ratio``
+    at the end of every ``every_n_epochs``-th training epoch, on a fixed set of training images.
+
+    The images, their transform's random crop/flip and the pairs are fixed by ``seed``,
+    so the curve follows the model alone. On datasets without part masks (every real
+    dataset) it does nothing, so it can sit in the default callbacks.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_pairs: int = 128, seed: int = 0, beta: float = SNAPMIX_BETA):
+        if every_n_epochs < 1:
+            raise ValueError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
+        if num_pairs < 2:
+            raise ValueError(f"LabelNoiseMeter: num_pairs must be >= 2, got {num_pairs}")
+        self.every_n_epochs = every_n_epochs
+        self.num_pairs = num_pairs
+        self.seed = seed
+        self.beta = beta
+        self._samples: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _training_samples(self, trainer: pl.Trainer) -> tuple[Tensor, Tensor, Tensor] | None:
+        if self._samples is None:
+            dataset = getattr(trainer.datamodule, "datasets", {}).get("train")
+            if dataset is None or part_mask_source(dataset) is None:
+                return None
+            self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed)
+        return self._samples
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        samples = self._training_samples(trainer)
+        if samples is None:
+            return
+        images, targets, masks = samples
+        report = measure(pl_module, images, masks, targets, beta=self.beta, seed=self.seed)
+        metrics = {
+            "train/label_mae_snapmix": report.snapmix.mae,
+            "train/label_mae_cutmix": report.cutmix.mae,
+            "train/label_mae_ratio": report.mae_ratio,
+        }
+        pl_module.log_dict(metrics, on_step=False, on_epoch=True, rank_zero_only=True)

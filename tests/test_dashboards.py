@@ -1,0 +1,166 @@
+"""TensorBoard dashboards (issue 18): only real points on the charts, one x-axis (the global step),
+readable HParams columns and run names, a readable mixed-image grid, λ histograms of mixed batches only."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from helpers import TINY_SYNTHETIC, compose_config
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from PIL import ImageDraw
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from fgvc_mix.callbacks import BOX_COLOUR, CAPTION_FONT_SIZE, MixedImageGrid
+from fgvc_mix.config import RUN_NAME_LIMIT, run_name
+from fgvc_mix.mixing import MixedBatch
+from fgvc_mix.train import build, experiment_params
+
+EPOCHS = 2
+RUN_OVERRIDES = [
+    *TINY_SYNTHETIC,  # 48 training images in batches of 16: 3 steps per epoch
+    f"optim.epochs={EPOCHS}",
+    "trainer.accelerator=cpu",
+    "trainer.log_every_n_steps=1",
+    "mix.prob=0.5",  # some batches mixed, some not
+    "~callbacks.progress_bar",
+    "~callbacks.label_noise",
+]
+
+
+class MixedSteps(pl.Callback):
+    """Counts the training steps whose batch the mixer mixed, and the global step at each epoch's end."""
+
+    def __init__(self) -> None:
+        self.mixed = self.steps = 0
+        self.epoch_end_steps: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.steps += 1
+        self.mixed += outputs["partner"] is not None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epoch_end_steps.append(trainer.global_step)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny SnapMix run at prob 0.5, trained and tested as ``train.train`` does: (metrics, run dir, counts)."""
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config(RUN_OVERRIDES, out)
+    expected_run = out / "tensorboard" / run_name(HydraConfig.get().job.override_dirname)
+    module, datamodule, trainer = build(cfg)
+    counts = MixedSteps()
+    trainer.callbacks.append(counts)
+    trainer.fit(module, datamodule=datamodule)
+    (metrics,) = trainer.test(module, datamodule=datamodule)
+    GlobalHydra.instance().clear()
+    assert [p for p in (out / "tensorboard").iterdir()] == [expected_run]  # one run, named after the overrides
+    events = EventAccumulator(str(expected_run), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    events.Reload()
+    return metrics, events, counts
+
+
+def test_scalar_tags_hold_only_real_points(tiny_run):
+    metrics, events, _ = tiny_run
+    for tag in ("test/acc", "test/acc_top5", "test/acc_macro"):
+        (point,) = events.Scalars(tag)  # no placeholder 0.0 at step 0 from the HParams declaration
+        assert point.value == pytest.approx(metrics[tag], abs=1e-6), tag
+    assert len(events.Scalars("val/acc")) == EPOCHS  # one per validation, nothing more
+    # The HParams tab still has its metric columns and this run's experiment keys.
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == ["val/acc", "test/acc", "test/acc_top5", "test/acc_macro"]
+    columns = [h.name for h in experiment.hparam_infos]
+    overridden = [o.split("=")[0].replace(".", "/") for o in RUN_OVERRIDES if not o.startswith("~")]
+    assert columns[: len(overridden)] == overridden  # the overrides first: a sweep's keys are on screen
+    assert "mix/prob" in columns and "seed" in columns and "mix" in columns
+    plumbing = [c for c in columns if c.startswith(("callbacks", "logger", "trainer"))]
+    assert plumbing == ["trainer/accelerator", "trainer/log_every_n_steps"]  # only where the run overrides them
+
+
+def test_every_chart_uses_the_global_step(tiny_run):
+    _, events, counts = tiny_run
+    assert counts.epoch_end_steps == [3, 6]  # global steps, not the epochs 0 and 1
+    assert [e.step for e in events.Scalars("train/lam_gap_to_area")] == counts.epoch_end_steps
+    for tag in ("train/lam_a", "train/lam_b", "train/lam_sum"):
+        assert [e.step for e in events.Histograms(tag)] == counts.epoch_end_steps, tag
+
+
+def test_weight_histograms_count_only_mixed_batches(tiny_run):
+    _, events, counts = tiny_run
+    assert 0 < counts.mixed < counts.steps  # prob 0.5 left some batches unmixed
+    for tag in ("train/lam_a", "train/lam_b", "train/lam_sum"):
+        logged = sum(e.histogram_value.num for e in events.Histograms(tag))
+        assert logged == 16 * counts.mixed, tag  # an unmixed batch would add 16 values at 1 (lam_a) or 0 (lam_b)
+
+
+def test_run_names_follow_the_overrides(tmp_path):
+    assert run_name("") == "default"
+    assert run_name("mix.prob=0.5,seed=1") == "mix.prob=0.5,seed=1"
+    assert run_name("dataset=cub,experiment=paper/cub_r50") == "dataset=cub,experiment=paper_cub_r50"  # one folder
+    long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
+    assert len(run_name(long_a)) == RUN_NAME_LIMIT and run_name(long_a) != run_name(long_b)
+    cfg = compose_config(["seed=1", "mix.prob=0.5", "dataset.root=/data/cub", "ckpt_path=last"], tmp_path)
+    assert cfg.logger.tensorboard.version == "mix.prob=0.5,seed=1"  # paths (root, resume) are not what a run varies
+    assert compose_config([], tmp_path).logger.tensorboard.version == "default"
+    GlobalHydra.instance().clear()
+
+
+def test_hparams_list_the_experiment_not_the_plumbing(tmp_path):
+    params = experiment_params(compose_config(["seed=3", "mix=cutmix", "trainer.max_epochs=20"], tmp_path))
+    GlobalHydra.instance().clear()
+    assert list(params)[:3] == ["seed", "mix", "trainer/max_epochs"]  # the overrides first, in the given order
+    assert params["mix"] == "cutmix" and params["seed"] == 3 and params["model"] == "small_cnn"
+    assert params["mix/prob"] == 1.0 and params["optim/optimizer/lr"] == 0.003
+    assert not [k for k in params if k.startswith(("callbacks", "logger")) or k.endswith(("_target_", "_partial_"))]
+    assert [k for k in params if k.startswith("trainer")] == ["trainer/max_epochs"]
+
+
+def grey_batch(box_a: torch.Tensor | None) -> MixedBatch:
+    images = torch.zeros(8, 3, 64, 64)  # normalised 0: mid-grey after denormalising with mean 0.5
+    targets = torch.arange(8)
+    return MixedBatch(images, targets, (targets + 1) % 8, torch.full((8,), 0.7), torch.full((8,), 0.3), box_a=box_a)
+
+
+def test_grid_tiles_are_large_and_outline_the_pasted_box():
+    grid_cb = MixedImageGrid()
+    box = torch.tensor([[8, 16, 40, 48]]).repeat(8, 1)  # x1, y1, x2, y2 in the 64-px images
+    cams = torch.rand(8, 64, 64)
+    grid = grid_cb.render(grey_batch(box), cams, [0.5] * 3, [0.25] * 3)
+    size, pad, caption = grid_cb.display_size, 4, 2 * CAPTION_FONT_SIZE + 10
+    assert size >= 192
+    panel_w, panel_h = 2 * size + pad, caption + size  # the image beside its CAM, under the caption
+    assert tuple(grid.shape) == (3, 4 * panel_h + 5 * pad, 2 * panel_w + 3 * pad)  # 8 samples, 2 per row
+    scale = size // 64
+    top, left = pad + caption, pad  # the first sample's image tile
+    yellow = torch.tensor(BOX_COLOUR, dtype=grid.dtype)
+    assert torch.equal(grid[:, top + 16 * scale, left + 8 * scale], yellow)  # the box's top-left corner
+    assert torch.equal(grid[:, top + 48 * scale - 1, left + 20 * scale], yellow)  # its bottom edge
+    assert not torch.equal(grid[:, top + 30 * scale, left + 24 * scale], yellow)  # not filled
+    assert not torch.equal(grid[:, top + 4 * scale, left + 4 * scale], yellow)  # nothing outside it
+    image_tile = grid[:, top : top + size, left : left + size]
+    assert (image_tile == 127).all(dim=0).float().mean() > 0.9  # the image itself: grey, not under a CAM
+    no_box = grid_cb.render(grey_batch(None), cams, [0.5] * 3, [0.25] * 3)  # a mask mixer or Mixup: no outline
+    assert not (no_box == yellow[:, None, None]).all(dim=0).any()
+
+
+def test_grid_captions_name_the_classes(monkeypatch):
+    captions: list[str] = []
+    text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw, "text", lambda self, xy, s, *a, **k: captions.append(s) or text(self, xy, s, *a, **k)
+    )
+    names = [f"species_{k}" for k in range(8)]
+    MixedImageGrid().render(grey_batch(None), torch.rand(8, 64, 64), [0.5] * 3, [0.25] * 3, names)
+    assert captions[:2] == ["a: species_0  0.70", "b: species_1  0.30"]
+    assert len(captions) == 16
+
+
+def test_demo_logs_the_grid_every_two_epochs(tmp_path):
+    cfg = compose_config([], tmp_path)
+    GlobalHydra.instance().clear()
+    grid_epochs = range(0, cfg.optim.epochs, cfg.callbacks.mixed_images.every_n_epochs)
+    assert len(grid_epochs) >= 10  # the 20-epoch demo shows how the mix and its CAMs evolve, not 4 snapshots
