@@ -145,4 +145,3 @@ class MixingDashboard(pl.Callback):
             logger.experiment.add_figure(
                 "test/confusion_matrix", confusion_matrix_figure(confusion, names), trainer.global_step
             )
-
