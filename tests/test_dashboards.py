@@ -119,10 +119,11 @@ def test_hparams_list_the_experiment_not_the_plumbing(tmp_path):
     assert [k for k in params if k.startswith("trainer")] == ["trainer/max_epochs"]
 
 
-def grey_batch(box_a: torch.Tensor | None) -> MixedBatch:
+def grey_batch(box_a: torch.Tensor | None, mask: torch.Tensor | None = None) -> MixedBatch:
     images = torch.zeros(8, 3, 64, 64)  # normalised 0: mid-grey after denormalising with mean 0.5
     targets = torch.arange(8)
-    return MixedBatch(images, targets, (targets + 1) % 8, torch.full((8,), 0.7), torch.full((8,), 0.3), box_a=box_a)
+    lam_a, lam_b = torch.full((8,), 0.7), torch.full((8,), 0.3)
+    return MixedBatch(images, targets, (targets + 1) % 8, lam_a, lam_b, box_a=box_a, mask=mask)
 
 
 def test_grid_tiles_are_large_and_outline_the_pasted_box():
@@ -164,3 +165,16 @@ def test_demo_logs_the_grid_every_two_epochs(tmp_path):
     GlobalHydra.instance().clear()
     grid_epochs = range(0, cfg.optim.epochs, cfg.callbacks.mixed_images.every_n_epochs)
     assert len(grid_epochs) >= 10  # the 20-epoch demo shows how the mix and its CAMs evolve, not 4 snapshots
+
+
+def test_grid_outlines_a_mask_mixers_region():
+    grid_cb = MixedImageGrid()
+    mask = torch.zeros(8, 64, 64, dtype=torch.bool)
+    mask[:, :, 32:] = True  # the partner shows in the right half
+    grid = grid_cb.render(grey_batch(None, mask), torch.rand(8, 64, 64), [0.5] * 3, [0.25] * 3)
+    size, pad, caption = grid_cb.display_size, 4, 2 * CAPTION_FONT_SIZE + 10
+    tile = grid[:, pad + caption : pad + caption + size, pad : pad + size]
+    outlined = (tile == torch.tensor(BOX_COLOUR, dtype=grid.dtype)[:, None, None]).all(dim=0)
+    columns = outlined.any(dim=0).nonzero().flatten().tolist()
+    assert columns == [size // 2, size // 2 + 1]  # the region's left edge, 2 px wide, inside the region
+    assert outlined[:, size // 2].all()  # top to bottom; the image's own frame is not outlined

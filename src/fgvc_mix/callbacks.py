@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -58,7 +59,8 @@ class MixedImageGrid(pl.Callback):
     def render(self, mixed: MixedBatch, cams: Tensor, mean, std, class_names: list[str] | None = None) -> Tensor:
         """(3, H, W) uint8 grid, two samples per row. A sample is two ``display_size`` tiles: the mixed
         image with ``box_a`` (where the partner was pasted) outlined, and the image at half strength
-        under the CAM of its own label in jet; above them ``a: <class> <lam_a>`` and ``b: ...``."""
+        under the CAM of its own label in jet; above them ``a: <class> <lam_a>`` and ``b: ...``. Mask mixers
+        (no box) get their mask's edge drawn instead; Mixup, which has neither, gets no outline."""
         images = mixed.images.detach().float().cpu()
         images = (images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]).clamp(0, 1)
         heat = cams.cpu() / cams.cpu().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
@@ -70,12 +72,16 @@ class MixedImageGrid(pl.Callback):
         height, width = images.shape[-2:]
         resample = Image.Resampling.NEAREST if size >= max(height, width) else Image.Resampling.LANCZOS
         scale = torch.tensor([size / width, size / height, size / width, size / height])
+        edges = _mask_edges(mixed.mask, size) if mixed.box_a is None and mixed.mask is not None else None
         panels = []
         for i in range(images.shape[0]):
             panel = Image.new("RGB", (2 * size + gap, caption + size))
             for left, picture in ((0, images[i]), (size + gap, overlays[i])):
                 array = (picture.permute(1, 2, 0).numpy() * 255).astype("uint8")
-                panel.paste(Image.fromarray(array).resize((size, size), resample), (left, caption))
+                tile = np.array(Image.fromarray(array).resize((size, size), resample))
+                if edges is not None:
+                    tile[edges[i].numpy()] = BOX_COLOUR
+                panel.paste(Image.fromarray(tile), (left, caption))
             draw = ImageDraw.Draw(panel)
             if mixed.box_a is not None:
                 x1, y1, x2, y2 = (mixed.box_a[i].cpu().float() * scale).round().int().tolist()
@@ -90,6 +96,14 @@ class MixedImageGrid(pl.Callback):
                 draw.text((4, 4 + row * (CAPTION_FONT_SIZE + 2)), text, fill=(255, 255, 255), font=font)
             panels.append(torch.from_numpy(np.array(panel)).permute(2, 0, 1))
         return make_grid(torch.stack(panels), nrow=2, padding=gap)
+
+
+def _mask_edges(mask: Tensor, size: int) -> Tensor:
+    """(B, size, size) bool: a 2-px border inside each image's partner region (share >= 0.5), at display size.
+    The image's own frame is not a border (the erosion's padding counts as inside)."""
+    region = F.interpolate(mask.detach().float().cpu()[:, None], size=(size, size), mode="nearest") >= 0.5
+    inner = -F.max_pool2d(-region.float(), kernel_size=5, stride=1, padding=2) > 0.5  # erosion by 2 px
+    return (region & ~inner)[:, 0]
 
 
 def _tensorboards(trainer: pl.Trainer) -> list[TensorBoardLogger]:
