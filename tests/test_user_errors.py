@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from urllib.error import URLError
 import pytest
 import torch
 from helpers import compose_config
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from fgvc_mix.config import build_from_config, check_mandatory
@@ -76,12 +78,12 @@ def test_predict_without_images_prints_one_line_with_a_command_and_fails(tmp_pat
         ("train", ["dataset=cub"], "dataset.root"),
     ],
 )
-def test_each_entry_point_names_its_missing_options(config_name, overrides, missing, tmp_path):
-    cfg = compose_config(overrides, tmp_path, config_name)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as the entry point's main() receives it
+def test_each_entry_point_names_its_missing_options(config_name, overrides, missing, tmp_path, monkeypatch):
+    main = importlib.import_module(f"fgvc_mix.{config_name}").main
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", [config_name, *overrides, f"hydra.run.dir={tmp_path}"])
     with pytest.raises(SystemExit) as raised:
-        check_mandatory(cfg)
+        main()  # the entry point itself, as python -m fgvc_mix.<config_name> runs it
     message = str(raised.value.code)
     assert message.startswith(f"Missing mandatory option{'s' if ',' in missing else ''} {missing}; ")
     assert f"e.g. python -m fgvc_mix.{config_name} {' '.join(overrides)}".rstrip() in message
