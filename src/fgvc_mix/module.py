@@ -87,6 +87,8 @@ class FGVCModule(pl.LightningModule):
         self.save_hyperparameters(logger=False)
         self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
         self.mixer: Mixer = build_from_config(mix)
+        # TransMix reads the class token's attention in the forward of the mixed batch (a CNN fails here).
+        self.class_attention = self.model.class_attention_recorder() if self.mixer.needs_class_attention else None
         if channels_last:  # batches follow in training_step / _evaluate / forward
             self.model.to(memory_format=torch.channels_last)
         self.skipped_batches = 0
@@ -141,7 +143,12 @@ class FGVCModule(pl.LightningModule):
         # A skipped batch must not leave its NaNs in the BatchNorm statistics its forward updated.
         saved_statistics = batchnorm_buffers(self.model, clone=True) if self.hparams.nonfinite_loss == "skip" else None
         mixed = self.mixer(images, targets, self.model)  # the CAM-guided mixers run their CAM forward on the model
-        outputs = self.model.forward_heads(mixed.images)
+        if self.class_attention is None:
+            outputs = self.model.forward_heads(mixed.images)
+        else:  # TransMix: the label weights come from this forward's attention
+            with self.class_attention:
+                outputs = self.model.forward_heads(mixed.images)
+            mixed = self.mixer.relabel(mixed, self.class_attention.attention)
         loss = sum(
             self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
             for head, logits in outputs.items()

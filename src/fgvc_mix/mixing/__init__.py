@@ -18,6 +18,7 @@ from fgvc_mix.mixing.mixup import mixup
 from fgvc_mix.mixing.resizemix import ResizeMix, resizemix
 from fgvc_mix.mixing.saliencymix import SaliencyMix, saliencymix
 from fgvc_mix.mixing.snapmix import snapmix, snapmix_weights
+from fgvc_mix.mixing.transmix import TransMix, transmix_labels, transmix_weights
 
 __all__ = [
     "AttentiveCutMix",
@@ -31,6 +32,7 @@ __all__ = [
     "ResizeMix",
     "SaliencyMix",
     "SnapMix",
+    "TransMix",
     "attentive_cutmix",
     "box_areas",
     "class_activation_maps",
@@ -46,4 +48,6 @@ __all__ = [
     "sample_beta",
     "snapmix",
     "snapmix_weights",
+    "transmix_labels",
+    "transmix_weights",
 ]

@@ -53,6 +53,8 @@ class Mixer:
     name: ClassVar[str] = "none"
     cam_forward: CamForward | None = None
     """The no-grad CAM forward of a CAM-guided mixer; ``None``: the mixer needs no CAMs."""
+    needs_class_attention: ClassVar[bool] = False
+    """TransMix: the labels need the class token's attention in the forward of the mixed images (``relabel``)."""
 
     def __init__(self, prob: float = 1.0, per_sample: bool = False, seed: int | None = None):
         if not 0.0 <= prob <= 1.0:
@@ -101,6 +103,10 @@ class Mixer:
     def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
         """The method itself; ``cams`` (normalised, B x H x W) when ``cam_forward`` is set, else ``None``."""
         return no_mix(images, targets)
+
+    def relabel(self, mixed: MixedBatch, class_attention: Tensor | None) -> MixedBatch:
+        """Label weights revised after the forward of the mixed images (TransMix); the other mixers keep theirs."""
+        return mixed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prob={self.prob}, per_sample={self.per_sample})"
