@@ -4,13 +4,16 @@
     python benchmarks/step_overhead.py --layout nchw        # the same in the NCHW layout
     python benchmarks/step_overhead.py --device cuda        # GPU: ResNet-50, 448 px, batch 16, bf16, channels_last
     python benchmarks/step_overhead.py --device cuda --batch 32 --profile snapmix --trace trace.json
+    python benchmarks/step_overhead.py --mixers cutmix fmix --json step_cost.json   # some rows; ratios to JSON
 
 ``--profile ROW`` then times that row's components (the no-grad CAM forward ``cam_forward``,
 ``class_activation_maps``, ``snapmix()``) against a plain step, and runs a few of its steps
 under ``torch.profiler``: the top kernels, launches, copies and synchronisations per step,
 and how busy the device was (the rest of a step is host gaps).
 
-Rows: each mixer; ``snapmix`` is the exact default (``mix.cam_bn=batch``); ``snapmix_eval_bn`` runs
+Rows: each mixer of ``conf/mix/`` at its YAML's settings with every batch mixed (``prob=1``: the
+cost of a mixed step; ``snapmix_scratch`` is SnapMix at prob 0.5, ``transmix`` ViT-only: neither is a
+row); ``snapmix`` is the exact default (``mix.cam_bn=batch``); ``snapmix_eval_bn`` runs
 the CAM forward with BatchNorm's running statistics folded into the convolutions
 (``mix.cam_bn=eval``, exact for eval-mode BatchNorm); the approximations: ``snapmix_half_res``
 on a half-size copy of the batch (``mix.cam_resolution``), ``snapmix_bf16`` under bf16 autocast
@@ -26,29 +29,49 @@ all-class CAMs, Python loops over the batch), reproduced here for comparison onl
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from timing import autocast, interleaved_medians, profile_steps
 
+from fgvc_mix.config import compose_config
 from fgvc_mix.mixing import MixedBatch, class_activation_maps, mixed_cross_entropy, snapmix
 from fgvc_mix.module import FGVCModule
 
+# The conf/mix files timed, each a row named after it.
+MIX_CONFIGS = ("none", "mixup", "cutmix", "snapmix", "resizemix", "resizemix_cam", "fmix", "fmix_cam")
+MIX_CONFIGS += ("saliencymix", "attentive_cutmix")
+SNAPMIX_VARIANTS = ("snapmix_eval_bn", "snapmix_half_res", "snapmix_bf16")
+ROWS = (*MIX_CONFIGS, *SNAPMIX_VARIANTS, "authors")
 
-def mixer_configs(size: int, bf16_training: bool) -> dict[str, dict]:
-    """The compared mixers; ``snapmix_half_res`` runs its CAM forward at half the training side."""
-    snapmix = {"_target_": "fgvc_mix.mixing.SnapMix", "prob": 1.0, "beta": 5.0}
-    bf16_cams = {} if bf16_training else {"snapmix_bf16": {**snapmix, "cam_dtype": "bfloat16"}}
-    return {
-        "none": {"_target_": "fgvc_mix.mixing.NoMix"},
-        "snapmix": snapmix,
+
+def mix_config(name: str) -> dict:
+    """``conf/mix/<name>.yaml`` as the training config composes it, with every batch mixed."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        config = OmegaConf.to_container(compose_config([f"mix={name}"], output_dir).mix, resolve=True)
+    return {**config, "prob": 1.0}
+
+
+def mixer_configs(size: int, bf16_training: bool, rows: list[str]) -> dict[str, dict]:
+    """The mixer config of each of ``rows`` (``authors`` is SnapMix's); ``none`` always comes first.
+
+    ``snapmix_half_res`` runs its CAM forward at half the training side; ``snapmix_bf16`` exists
+    only when training is fp32.
+    """
+    snapmix = mix_config("snapmix")
+    variants = {
         "snapmix_eval_bn": {**snapmix, "cam_bn": "eval"},
         "snapmix_half_res": {**snapmix, "cam_resolution": size // 2},
-        **bf16_cams,
-        "cutmix": {"_target_": "fgvc_mix.mixing.CutMix", "prob": 1.0, "beta": 3.0},
-        "mixup": {"_target_": "fgvc_mix.mixing.Mixup", "prob": 1.0, "alpha": 1.0},
+        "snapmix_bf16": {**snapmix, "cam_dtype": "bfloat16"},
+        "authors": snapmix,
     }
+    chosen = ["none", *(row for row in rows if row != "none" and not (bf16_training and row == "snapmix_bf16"))]
+    return {row: variants[row] if row in variants else mix_config(row) for row in chosen}
 
 
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3, "momentum": 0.9}}
@@ -111,6 +134,10 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--mixers", nargs="+", choices=ROWS, default=list(ROWS), help="rows (none always runs)")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the ratios here (benchmarks/leaderboard.py)"
+    )
     parser.add_argument("--profile", default=None, help="a SnapMix row (e.g. snapmix) to break down and profile")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--trace", default=None, help="with --profile: write a Chrome trace of the profiled steps here")
@@ -124,7 +151,8 @@ def main() -> None:
 
     model_config = {"_target_": "fgvc_mix.models.build_classifier", "name": name, "pretrained": False}
     channels_last = args.layout == "channels_last"
-    configs = {mixer: (config, channels_last) for mixer, config in mixer_configs(size, bf16_training=cuda).items()}
+    rows = mixer_configs(size, bf16_training=cuda, rows=args.mixers)
+    configs = {mixer: (config, channels_last) for mixer, config in rows.items()}
     if channels_last:  # what the layout itself buys: a plain step in NCHW
         configs["none_nchw"] = (configs["none"][0], False)
     modules = {
@@ -135,7 +163,6 @@ def main() -> None:
     for module in modules.values():
         module.model.load_state_dict(base.model.state_dict())
         module.to(device).train()
-    modules["authors"] = modules["snapmix"]
     batch = torch.randn(args.batch, 3, size, size, device=device)
     inputs = {key: module.in_model_layout(batch) for key, module in modules.items()}
     targets = torch.randint(args.classes, (args.batch,), device=device)
@@ -168,6 +195,12 @@ def main() -> None:
     for key in modules:
         peak = f"{peaks[key]:.0f}" if cuda else "n/a"
         print(f"{key:<17} {medians[key] / medians['none']:>12.3f} {peak:>10}")
+    if args.json:
+        settings = {"model": name, "size": size, "batch": args.batch, "classes": args.classes, "device": device.type}
+        settings |= {"precision": precision, "repeats": args.repeats, "threads": torch.get_num_threads()}
+        ratios = {key: medians[key] / medians["none"] for key in modules}
+        output = {"settings": settings, "step_cost": ratios, "seconds": medians}
+        args.json.write_text(json.dumps(output, indent=1))
     if args.profile:
         key = args.profile
         step_runs = {"plain step": step("none"), f"{key} step": step(key)}

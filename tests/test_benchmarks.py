@@ -1,27 +1,83 @@
-"""The step-overhead benchmark runs end to end (tiny sizes): it must not rot between GPU loans."""
+"""The step-overhead benchmark runs end to end (tiny sizes): it must not rot between GPU loans.
+The leaderboard's table from given results."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+MIXERS = {"none", "mixup", "cutmix", "snapmix", "resizemix", "resizemix_cam", "fmix", "fmix_cam", "saliencymix"}
+MIXERS |= {"attentive_cutmix"}
 
 
-@pytest.mark.parametrize("layout", ["channels_last", "nchw"])
-def test_step_overhead_prints_a_ratio_for_every_row(layout):
-    tiny = ["--size", "32", "--batch", "2", "--classes", "4", "--repeats", "1", "--warmup", "0"]
-    command = [sys.executable, "step_overhead.py", "--layout", layout, *tiny]
+TINY = ["--size", "32", "--batch", "2", "--classes", "4", "--repeats", "1", "--warmup", "0"]
+
+
+def step_overhead(*args: str) -> dict[str, float]:
+    """``step_overhead.py`` at tiny sizes: its printed rows, ``{row: step / plain step}``."""
+    command = [sys.executable, "step_overhead.py", *TINY, *args]
     run = subprocess.run(
         command, cwd=BENCHMARKS, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}
     )
     assert run.returncode == 0, run.stderr
-    rows = {line.split()[0]: float(line.split()[1]) for line in run.stdout.splitlines()[2:]}
-    expected = {"none", "snapmix", "snapmix_eval_bn", "snapmix_half_res", "snapmix_bf16", "cutmix", "mixup", "authors"}
-    assert expected <= set(rows) and rows["none"] == 1.0
-    assert ("none_nchw" in rows) == (layout == "channels_last")
+    return {line.split()[0]: float(line.split()[1]) for line in run.stdout.splitlines()[2:]}
+
+
+def test_step_overhead_prints_and_saves_a_ratio_for_every_row(tmp_path):
+    rows = step_overhead("--json", str(tmp_path / "cost.json"))
+    expected = {"snapmix_eval_bn", "snapmix_half_res", "snapmix_bf16", "authors", "none_nchw", *MIXERS}
+    assert set(rows) == expected and rows["none"] == 1.0
     assert all(ratio > 0 for ratio in rows.values())
+    saved = json.loads((tmp_path / "cost.json").read_text())["step_cost"]
+    assert {row: round(ratio, 3) for row, ratio in saved.items()} == rows
+
+
+def test_step_overhead_mixers_option_times_only_the_chosen_rows_against_a_plain_step():
+    rows = step_overhead("--layout", "nchw", "--mixers", "fmix", "attentive_cutmix")
+    assert list(rows) == ["none", "fmix", "attentive_cutmix"]  # no none_nchw row in the NCHW layout
+
+
+def load_leaderboard():
+    sys.path.insert(0, str(BENCHMARKS))  # leaderboard.py imports paper_regime.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location("leaderboard", BENCHMARKS / "leaderboard.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_leaderboard_ranks_by_label_mae_pairs_accuracy_by_seed_and_maps_step_costs_by_mix_config():
+    leaderboard = load_leaderboard()
+    overrides = {"none": ["mix=none"], "mixup_p1": ["mix=mixup", "mix.prob=1.0"], "cutmix": ["mix=cutmix"]}
+    overrides["fmix"] = ["mix=fmix"]
+    protocol = {"preset": "quick", "seeds": [0, 1], "epochs": 16, "label_pairs": 512, "mixers": overrides}
+
+    def row(acc: list[float], mae: list[float] | None) -> dict:
+        return {
+            "test_acc": acc,
+            "label_mae": mae or [None, None],
+            "label_correlation": [0.5, 0.7] if mae else [None] * 2,
+        }
+
+    results = {
+        "protocol": protocol,
+        "none": row([0.5, 0.7], None),
+        "mixup_p1": row([0.6, 0.6], None),
+        "cutmix": row([0.6, 0.9], [0.30, 0.40]),
+        "fmix": row([0.5, 0.6], [0.10, 0.20]),
+    }
+    text = leaderboard.table(results, {"none": 1.0, "mixup": 1.01, "cutmix": 1.02})
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in text.splitlines()[2:] if line.startswith("|")]
+    assert [r[0] for r in rows] == ["fmix", "cutmix", "none", "mixup_p1"]  # by label MAE; unscored last
+    fmix, cutmix, none, mixup = rows
+    assert cutmix[2].startswith("0.150 ± ") and fmix[2].startswith("-0.050 ± ")  # paired: (0.1 + 0.2) / 2, -0.05
+    assert fmix[3].startswith("0.150 ± ") and fmix[4].startswith("0.60 ± ")
+    assert [none[2], none[3], mixup[3], mixup[4]] == ["—", "—", "—", "—"]
+    assert [fmix[5], cutmix[5], mixup[5]] == ["—", "1.02", "1.01"]  # mixup_p1 runs mix=mixup: its row
