@@ -43,7 +43,7 @@ from scipy import stats
 
 from fgvc_mix.cam_quality import measure_part_share
 from fgvc_mix.config import compose_config
-from fgvc_mix.label_noise import checkpoint_label_noise, masked_samples
+from fgvc_mix.label_fidelity import checkpoint_label_noise, masked_samples
 from fgvc_mix.pretrain import pretrained_weights, pretraining_report
 from fgvc_mix.train import build, train
 

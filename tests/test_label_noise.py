@@ -11,16 +11,10 @@ import torch
 from torch.utils.data import Subset
 from torchvision.transforms import v2
 
+from fgvc_mix.callbacks import LabelNoiseMeter
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import eval_transform
-from fgvc_mix.label_noise import (
-    LabelNoiseMeter,
-    checkpoint_label_noise,
-    draw_pairs,
-    masked_samples,
-    measure,
-    part_mask_source,
-)
+from fgvc_mix.label_fidelity import checkpoint_label_noise, draw_pairs, masked_samples, measure, part_mask_source
 from fgvc_mix.mixing import cutmix, snapmix
 from fgvc_mix.mixing.cam_forward import CAM_BN_MODES as CAM_BN
 from fgvc_mix.mixing.label_scoring import area_weights, label_noise, semantic_shares

@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from fgvc_mix.label_fidelity import SNAPMIX_BETA, masked_samples, measure, part_mask_source
 from fgvc_mix.mixing import CamForward, MixedBatch, box_areas
 from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
@@ -159,3 +160,47 @@ class MixingDashboard(pl.Callback):
             logger.experiment.add_figure(
                 "test/confusion_matrix", confusion_matrix_figure(confusion, names), trainer.global_step
             )
+
+
+class LabelNoiseMeter(pl.Callback):
+    """Logs ``train/label_mae_snapmix``, ``train/label_mae_cutmix`` and ``train/label_mae_ratio``
+    at the end of every ``every_n_epochs``-th training epoch, on a fixed set of training images.
+
+    The images, their transform's random crop/flip and the pairs are fixed by ``seed``,
+    so the curve follows the model alone. On datasets without part masks (every real
+    dataset) it does nothing, so it can sit in the default callbacks.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_pairs: int = 128, seed: int = 0, beta: float = SNAPMIX_BETA):
+        if every_n_epochs < 1:
+            raise ValueError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
+        if num_pairs < 2:
+            raise ValueError(f"LabelNoiseMeter: num_pairs must be >= 2, got {num_pairs}")
+        self.every_n_epochs = every_n_epochs
+        self.num_pairs = num_pairs
+        self.seed = seed
+        self.beta = beta
+        self._samples: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _training_samples(self, trainer: pl.Trainer) -> tuple[Tensor, Tensor, Tensor] | None:
+        if self._samples is None:
+            dataset = getattr(trainer.datamodule, "datasets", {}).get("train")
+            if dataset is None or part_mask_source(dataset) is None:
+                return None
+            self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed)
+        return self._samples
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        samples = self._training_samples(trainer)
+        if samples is None:
+            return
+        images, targets, masks = samples
+        report = measure(pl_module, images, masks, targets, beta=self.beta, seed=self.seed)
+        metrics = {
+            "train/label_mae_snapmix": report.snapmix.mae,
+            "train/label_mae_cutmix": report.cutmix.mae,
+            "train/label_mae_ratio": report.mae_ratio,
+        }
+        pl_module.log_dict(metrics, on_step=False, on_epoch=True, rank_zero_only=True)

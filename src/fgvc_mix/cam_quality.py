@@ -36,7 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from fgvc_mix.label_noise import masked_samples, part_mask_source
+from fgvc_mix.label_fidelity import masked_samples, part_mask_source
 from fgvc_mix.mixing import class_activation_maps
 from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.module import FGVCModule

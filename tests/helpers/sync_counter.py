@@ -31,7 +31,8 @@ class SyncCounter(pl.Callback):
         self.original_call = CamForward.__call__
 
         def counted(cam_forward, model, images, targets):
-            self.counts["cams" if model.training else "eval_cams"][self.batch] += 1
+            train_mode = model.training and cam_forward.bn == "batch"  # cam_bn=eval switches to eval mode itself
+            self.counts["cams" if train_mode else "eval_cams"][self.batch] += 1
             return self.original_call(cam_forward, model, images, targets)
 
         CamForward.__call__ = counted

@@ -1,0 +1,172 @@
+"""Label fidelity: how far each mixing rule's label weights are from what the mixed image shows.
+
+SnapMix (Huang, Wang & Tao, AAAI 2021, arXiv:2012.04846) claims that CutMix's
+area-based label weights are noisy on fine-grained data, where a small part decides
+the class, and that weights read off class activation maps are not. The synthetic
+data knows where the class-defining parts are (``SyntheticFGVC.sample_with_mask``),
+so the claim can be measured. The ground-truth semantic share of a source in a mix is
+
+* ``share_a[i]``: the fraction of image i's part pixels outside ``box_a[i]`` (what survives);
+* ``share_b[i]``: the fraction of the partner's part pixels inside ``box_b[i]`` (what is
+  pasted in; SnapMix resizes that region into ``box_a[i]``, which keeps the fraction up
+  to interpolation; for CutMix ``box_b == box_a``).
+
+That is SnapMix's own rule with a perfect CAM, the part mask divided by its pixel
+count, so ``semantic_shares`` is ``snapmix_weights`` on normalised masks. For the
+same partners and boxes (drawn with SnapMix's geometry: two independent Beta(5, 5)
+boxes per image) the meter scores CutMix's rule (box areas) and SnapMix's rule (CAM
+mass, the raw weights of ``same_label="keep"``) against the shares: mean absolute
+error over both weights and Pearson correlation. Pairs whose two images share a label
+are left out and counted: for them the two weights name one class and neither rule's
+split between them matters to the loss.
+
+CAMs come from the model in eval mode (BatchNorm running statistics, whatever
+``mix.cam_bn`` says): the meter measures the model, so a CAM must not depend on which
+other images share its forward pass, and the result must not depend on the chunk size.
+
+``cam_variants`` score the opt-in cheaper CAM forwards (``mix.cam_resolution``,
+``mix.cam_dtype``) on the same pairs, next to the exact CAMs' row: what each saving
+costs in label quality.
+
+The library of the label-noise meter: ``python -m fgvc_mix.label_noise`` (a checkpoint) and
+the ``callbacks.LabelNoiseMeter`` callback (during training) call it; the scoring itself is
+pure tensor code in ``mixing.label_scoring``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+from torchvision import tv_tensors
+
+from fgvc_mix.evaluation import load_checkpoint
+from fgvc_mix.mixing.cam_forward import CamForward
+from fgvc_mix.mixing.label_scoring import LabelNoise, label_noise
+from fgvc_mix.mixing.snapmix import draw_snapmix_pairs
+from fgvc_mix.module import FGVCModule
+
+SNAPMIX_BETA = 5.0
+"""The paper's Beta(5, 5) concentration of each box's lambda."""
+CAM_FORWARD_OPTIONS = ("cam_resolution", "cam_dtype")
+
+
+def draw_pairs(
+    batch_size: int, height: int, width: int, *, beta: float = SNAPMIX_BETA, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(partner, box_a, box_b)`` with SnapMix's per-image geometry and draw order (``draw_snapmix_pairs``)."""
+    return draw_snapmix_pairs(batch_size, height, width, beta, True, generator)
+
+
+def variant_cam_forwards(cam_variants: dict[str, dict[str, Any]] | None) -> dict[str, CamForward]:
+    """Each ``cam_variants`` row's eval-mode CAM forward, checked as the mix config's options are."""
+    forwards = {}
+    for name, options in (cam_variants or {}).items():
+        unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"cam_variants.{name}: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
+            )
+        forwards[name] = CamForward(cam_bn="eval", **options)
+    return forwards
+
+
+@torch.no_grad()
+def measure(
+    module: FGVCModule,
+    images: Tensor,
+    masks: Tensor,
+    targets: Tensor,
+    *,
+    beta: float = SNAPMIX_BETA,
+    seed: int = 0,
+    chunk_size: int = 128,
+    cam_variants: dict[str, dict[str, Any]] | None = None,
+) -> LabelNoise:
+    """Label noise of ``module``'s CAMs (eval mode) on pairs of ``images`` drawn from ``seed``.
+
+    The ``snapmix`` row uses the exact CAM forward (full resolution, the caller's precision),
+    whatever ``mix.cam_resolution`` / ``mix.cam_dtype`` the module trained with.
+    ``cam_variants`` maps a row name to CAM forward options (e.g. ``{"cam_resolution": 32}``);
+    each is scored on the same pairs next to the exact CAMs.
+    """
+
+    def cams(cam_forward: CamForward) -> Tensor:
+        return torch.cat(
+            [
+                cam_forward(module.model, x.to(module.device), y.to(module.device)).cpu()
+                for x, y in zip(images.split(chunk_size), targets.split(chunk_size), strict=True)
+            ]
+        )
+
+    variants = variant_cam_forwards(cam_variants)
+    exact = cams(CamForward(cam_bn="eval"))
+    variant_cams = {name: cams(cam_forward) for name, cam_forward in variants.items()}
+    generator = torch.Generator().manual_seed(seed)
+    partner, box_a, box_b = draw_pairs(len(targets), *images.shape[-2:], beta=beta, generator=generator)
+    return label_noise(exact, masks, targets, partner, box_a, box_b, variant_cams)
+
+
+def part_mask_source(dataset: Dataset) -> tuple[Any, list[int]] | None:
+    """The dataset that renders part masks under ``dataset`` (through any ``Subset``s) and the
+    indices into it that ``dataset`` covers; ``None`` when it has no part masks (real datasets)."""
+    indices = list(range(len(dataset)))
+    while isinstance(dataset, Subset):
+        indices = [int(dataset.indices[i]) for i in indices]
+        dataset = dataset.dataset
+    return (dataset, indices) if hasattr(dataset, "sample_with_mask") else None
+
+
+def masked_samples(dataset: Dataset, num_samples: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images, targets, part_masks)`` of ``num_samples`` images of ``dataset`` chosen with ``seed``.
+
+    ``sample_with_mask`` returns the untransformed image; the dataset's transform is
+    applied to the image and its mask together (a ``tv_tensors.Mask`` follows a random
+    crop or flip, and normalisation leaves it alone), under a forked RNG seeded with
+    ``seed``, so the same call gives the same samples and training's RNG is untouched.
+    """
+    source = part_mask_source(dataset)
+    if source is None:
+        raise ValueError(
+            f"{type(dataset).__name__} has no part masks: the label-noise meter needs the synthetic data "
+            "(dataset=synthetic), whose images come with the pixels of their class-defining parts"
+        )
+    base, indices = source
+    if not 1 <= num_samples <= len(indices):
+        raise ValueError(f"num_pairs={num_samples} must be between 1 and the split's {len(indices)} images")
+    chosen = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    images, targets, masks = [], [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for position in chosen.tolist():
+            image, label, mask = base.sample_with_mask(indices[position])
+            if base.transform is not None:
+                image, mask = base.transform(image, tv_tensors.Mask(mask))
+            images.append(torch.as_tensor(image))
+            targets.append(label)
+            masks.append(torch.as_tensor(mask).bool())
+    return torch.stack(images), torch.tensor(targets), torch.stack(masks)
+
+
+def checkpoint_label_noise(
+    ckpt_path: str | Path,
+    num_pairs: int = 512,
+    seed: int = 0,
+    beta: float = SNAPMIX_BETA,
+    cam_variants: dict[str, dict[str, Any]] | None = None,
+) -> LabelNoise:
+    """Label noise of a checkpoint's CAMs on ``num_pairs`` images of its synthetic test split
+    (exact CAMs, and each of ``cam_variants``)."""
+    module, datamodule = load_checkpoint(ckpt_path)
+    name = datamodule.hparams.name
+    if name != "synthetic":
+        raise ValueError(
+            f"{ckpt_path} was trained on dataset={name}; the label-noise meter needs part masks, which only "
+            "dataset=synthetic has: pass a checkpoint trained on the synthetic data"
+        )
+    datamodule.setup("test")
+    images, targets, masks = masked_samples(datamodule.datasets["test"], num_pairs, seed)
+    return measure(module, images, masks, targets, beta=beta, seed=seed, cam_variants=cam_variants)
