@@ -72,7 +72,7 @@ def measure_part_share(
     """Part shares of ``module``'s target-class and class-agnostic maps on ``images``.
 
     One eval-mode forward per chunk gives both maps: the target-class CAM is the one
-    ``module.target_cams`` computes in eval mode with the exact forward.
+    ``CamForward(cam_bn="eval")`` computes (the exact forward, eval-mode BatchNorm unfolded here).
     """
     size = tuple(images.shape[-2:])
     head = module.model.head
