@@ -1,6 +1,7 @@
 """Every mixer in the SnapMix paper's regime: a pretrained backbone fine-tuned on few images per class.
 
-    python benchmarks/paper_regime.py --preset quick --seeds 3 --json paper_regime.json
+    python benchmarks/paper_regime.py --preset quick --seeds 3 --json paper_regime.json   # every mixer
+    python benchmarks/paper_regime.py --preset quick --seeds 3 --mixers none cutmix snapmix --json some.json
     python benchmarks/paper_regime.py --preset full --seeds 5 --json paper_regime_gpu.json   # one GPU
     python benchmarks/paper_regime.py --preset quick --cam-resolution-check --json cam_resolution.json
 
@@ -13,9 +14,19 @@ own configs. A seed fixes the data, the head's initialisation and the batch orde
 the mixers are compared paired, seed by seed. Reported per mixer: last-epoch test
 accuracy, the label-noise meter on the fine-tuned model (``fgvc_mix.label_noise``:
 MAE of SnapMix's CAM rule and of CutMix's area rule against the true part shares, same
-pairs and boxes), and the CAM part share (``fgvc_mix.cam_quality``) at random init,
+pairs and boxes), each mixer's own labels against the truth of its own mixes
+(``own_label_score``), and the CAM part share (``fgvc_mix.cam_quality``) at random init,
 after pretraining (before fine-tuning) and after every epoch. The table gives means,
 95% t-intervals over seeds, and paired differences to ``none`` and to ``cutmix``.
+``benchmarks/leaderboard.py`` turns the JSON (and ``step_overhead.py --json``'s step
+costs) into the README's label-fidelity leaderboard and its figure.
+
+Every mixer of ``conf/mix/`` runs at its YAML's settings (the authors'), except
+``snapmix_scratch`` (SnapMix at prob 0.5, the from-scratch recipe) and ``transmix``
+(class-token attention: vision transformers only, and this benchmark fine-tunes a
+ResNet-18). ``--mixers`` defaults to all of them (the leaderboard): estimated ~30 minutes for the
+quick preset's 3 seeds on 2 idle cores (five mixers took 14 min 54 s incl. pretraining; not yet
+timed with eleven).
 
 ``--cam-resolution-check`` instead fine-tunes one SnapMix model at 448 px (a 14x14
 last feature map, the paper's size) and scores the label MAE of exact CAMs against
@@ -43,17 +54,26 @@ from scipy import stats
 
 from fgvc_mix.cam_quality import measure_part_share
 from fgvc_mix.config import compose_config
+from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.label_fidelity import checkpoint_label_noise, masked_samples
+from fgvc_mix.mixing.label_scoring import MixerScore, mixer_label_score
 from fgvc_mix.pretrain import pretrained_weights, pretraining_report
 from fgvc_mix.train import build, train
 
-# Mixer name -> its overrides: the paper's settings, and Mixup also at the others' probability.
+# Mixer name -> its overrides: the paper's settings, and Mixup also at the others' probability;
+# the other mixers at their authors' settings (their conf/mix YAML files).
 MIXERS: dict[str, list[str]] = {
     "none": ["mix=none"],
     "mixup": ["mix=mixup"],  # prob 0.5, alpha 1: the authors'
     "mixup_p1": ["mix=mixup", "mix.prob=1.0"],
     "cutmix": ["mix=cutmix"],  # prob 1, beta 3
     "snapmix": ["mix=snapmix"],  # prob 1, beta 5
+    "resizemix": ["mix=resizemix"],  # prob 1, tau ~ U(0.1, 0.8), area labels
+    "resizemix_cam": ["mix=resizemix_cam"],  # ResizeMix's boxes, SnapMix's CAM labels
+    "fmix": ["mix=fmix"],  # prob 1, alpha 1, decay power 3, mask-area labels
+    "fmix_cam": ["mix=fmix_cam"],  # FMix's masks, SnapMix's CAM labels
+    "saliencymix": ["mix=saliencymix"],  # prob 1, beta 1, box on the partner's CAM peak
+    "attentive_cutmix": ["mix=attentive_cutmix"],  # prob 1, 7x7 grid, top 6 cells
 }
 REFERENCES = ("none", "cutmix")
 # TensorBoard keeps the per-epoch CAM curves; no image grids, dashboards, per-epoch label-noise meter (the final
@@ -148,6 +168,27 @@ def init_part_share(overrides: list[str], output_dir: Path, num_images: int) -> 
     return asdict(measure_part_share(module, images, masks, targets))
 
 
+def own_label_score(ckpt_path: Path, num_images: int, seed: int = 0) -> MixerScore | None:
+    """The fine-tuned mixer's own label weights against the ground truth of its own mixes.
+
+    The label-noise meter's test images (same images for every mixer), mixed by the
+    checkpoint's mixer for certain (no ``prob`` draw) in batches of the training batch size,
+    its generator seeded with ``seed``, its CAMs (if it uses any) in eval mode as the
+    meter's; ``mixing.label_scoring.mix_shares`` defines the truth. ``None`` for mixers
+    with no geometry to score (none, Mixup's blend).
+    """
+    module, datamodule = load_checkpoint(ckpt_path)  # eval mode
+    datamodule.setup("test")
+    images, targets, masks = masked_samples(datamodule.datasets["test"], num_images, seed)
+    generator = torch.Generator().manual_seed(seed)
+
+    def mix(x: torch.Tensor, y: torch.Tensor):
+        x = module.in_model_layout(x.to(module.device))
+        return module.mixer.mix(x, y.to(module.device), module.model, generator=generator)
+
+    return mixer_label_score(mix, images, masks, targets, datamodule.hparams.batch_size)
+
+
 def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[str]) -> dict[str, dict[str, Any]]:
     overrides = finetune_overrides(preset, weights, seed)
     at_init = init_part_share(overrides, root / f"init-seed{seed}", preset.cam_images)
@@ -157,12 +198,17 @@ def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[
         start = time.perf_counter()
         metrics = quiet_train(compose_config([*overrides, *MIXERS[mixer]], output_dir))
         noise = checkpoint_label_noise(output_dir / "checkpoints" / "last.ckpt", preset.label_pairs, seed=0)
+        own = own_label_score(output_dir / "checkpoints" / "last.ckpt", preset.label_pairs, seed=0)
         history = json.loads((output_dir / "cam_part_share.json").read_text())
         results[mixer] = {
             "test_acc": metrics["test/acc"],
             "label_mae_snapmix_rule": noise.snapmix.mae,
             "label_mae_cutmix_rule": noise.cutmix.mae,
             "label_mae_ratio": noise.mae_ratio,
+            # The mixer's own labels on its own mixes (None: nothing to score).
+            "label_mae": own.score.mae if own else None,
+            "label_correlation": own.score.correlation if own else None,
+            "label_pairs": own.num_pairs if own else None,
             "cam_part_share": history[0]["target"],  # after pretraining, before fine-tuning (fresh head)
             "cam_part_share_agnostic": history[0]["agnostic"],
             "cam_part_share_init": at_init["target"],
@@ -173,8 +219,9 @@ def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[
             "seconds": time.perf_counter() - start,
         }
         row = results[mixer]
+        own_mae = "—" if own is None else f"{own.score.mae:.4f}"
         print(
-            f"seed {seed} {mixer:<9} test acc {row['test_acc']:.4f}  label MAE snapmix rule "
+            f"seed {seed} {mixer:<9} test acc {row['test_acc']:.4f}  label MAE own {own_mae}, snapmix rule "
             f"{row['label_mae_snapmix_rule']:.4f} / cutmix rule {row['label_mae_cutmix_rule']:.4f}  CAM part share "
             f"{row['cam_part_share']:.3f} -> {row['cam_part_share_epochs'][-1]:.3f} (area {row['part_area_share']:.3f})"
             f"  {row['seconds']:.0f} s",
@@ -186,12 +233,15 @@ def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[
 def table(results: dict[str, dict[str, list]], mixers: list[str]) -> str:
     """Means with 95% t-intervals over seeds; paired differences (same seed) to none and cutmix."""
 
-    def cell(values: list[float], digits: int = 3) -> str:
+    def cell(values: list[float | None], digits: int = 3) -> str:
+        if None in values:
+            return "—"
         mean, half = t_interval(values)
         return f"{mean:.{digits}f} ± {half:.{digits}f}"
 
     refs = [r for r in REFERENCES if r in results]
-    header = ["mixer", "test acc", *(f"Δ acc vs {r}" for r in refs), "label MAE snapmix rule", "cutmix rule"]
+    header = ["mixer", "test acc", *(f"Δ acc vs {r}" for r in refs), "label MAE own labels", "own corr"]
+    header += ["snapmix rule", "cutmix rule"]
     header += ["CAM part share before FT / area", "after FT / area"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mixer in mixers:
@@ -202,7 +252,8 @@ def table(results: dict[str, dict[str, list]], mixers: list[str]) -> str:
             for r in refs
         ]
         final = [epochs[-1] for epochs in row["cam_part_share_epochs"]]
-        cells = [mixer, cell(row["test_acc"]), *deltas, cell(row["label_mae_snapmix_rule"])]
+        cells = [mixer, cell(row["test_acc"]), *deltas, cell(row["label_mae"]), cell(row["label_correlation"], 2)]
+        cells.append(cell(row["label_mae_snapmix_rule"]))
         cells += [cell(row["label_mae_cutmix_rule"]), f"{statistics.fmean(row['cam_part_share']) / area:.2f}x"]
         cells.append(f"{statistics.fmean(final) / area:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
@@ -280,6 +331,7 @@ def main() -> None:
         "weights": str(weights),
         "pretraining": pretraining_report(weights),
         "threads": args.threads,
+        "mixers": {mixer: MIXERS[mixer] for mixer in args.mixers},
     }
     if args.cam_resolution_check:
         output = {"protocol": protocol, "cam_resolution": cam_resolution_check(preset, weights, args.seed_start, root)}

@@ -57,30 +57,57 @@ def test_t_interval_and_paper_milestones():
     assert benchmark.Preset(trainer="cpu", epochs=200, label_pairs=1, cam_images=1).milestones() == [80, 150, 180]
 
 
+def run_script(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """``python benchmarks/<script> *args``; its stdout (the test fails with its stderr when it does)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", **(env or {})}
+    run = subprocess.run([sys.executable, script, *args], cwd=BENCHMARKS, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
 def run_tiny_benchmark(tmp_path: Path, *args: str) -> tuple[dict, str]:
     """``paper_regime.py --preset tiny`` in a subprocess, caching its weights under tmp_path: (JSON, stdout)."""
     out = tmp_path / "results.json"
-    command = [sys.executable, "paper_regime.py", "--preset", "tiny", *args, "--json", str(out)]
-    command += ["--output-dir", str(tmp_path / "runs")]
-    env = {**os.environ, "FGVC_MIX_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "2"}
-    run = subprocess.run(command, cwd=BENCHMARKS, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(out.read_text()), run.stdout
+    args = ("--preset", "tiny", *args, "--json", str(out), "--output-dir", str(tmp_path / "runs"))
+    stdout = run_script("paper_regime.py", *args, env={"FGVC_MIX_HOME": str(tmp_path / "home")})
+    return json.loads(out.read_text()), stdout
+
+
+# Mixers whose mixes have a geometry to score their own labels on (none and Mixup's blend have none).
+GEOMETRIC = ("cutmix", "snapmix", "resizemix", "resizemix_cam", "fmix", "fmix_cam", "saliencymix", "attentive_cutmix")
 
 
 @pytest.mark.slow
-def test_paper_regime_tiny_preset_writes_every_mixer_and_metric(tmp_path):
-    results, stdout = run_tiny_benchmark(tmp_path, "--seeds", "2")
-    assert {"none", "mixup", "mixup_p1", "cutmix", "snapmix"} <= set(results)
-    for mixer in ("none", "mixup", "mixup_p1", "cutmix", "snapmix"):
+def test_paper_regime_tiny_preset_runs_every_mixer_and_builds_the_leaderboard(tmp_path):
+    results, stdout = run_tiny_benchmark(tmp_path, "--seeds", "1", "--seed-start", "1")
+    mixers = ["none", "mixup", "mixup_p1", *GEOMETRIC]
+    assert list(results["protocol"]["mixers"]) == mixers and results["protocol"]["seeds"] == [1]
+    for mixer in mixers:
         row = results[mixer]
         for key in ("test_acc", "label_mae_snapmix_rule", "label_mae_cutmix_rule", "cam_part_share"):
-            assert len(row[key]) == 2 and all(math.isfinite(v) for v in row[key]), (mixer, key)
-        assert [len(epochs) for epochs in row["cam_part_share_epochs"]] == [1, 1]  # one epoch per seed
+            assert len(row[key]) == 1 and all(math.isfinite(v) for v in row[key]), (mixer, key)
+        assert [len(epochs) for epochs in row["cam_part_share_epochs"]] == [1]  # one epoch
+        own = [row["label_mae"][0], row["label_correlation"][0], row["label_pairs"][0]]
+        assert (own == [None] * 3) == (mixer not in GEOMETRIC), (mixer, own)
+        assert mixer not in GEOMETRIC or (0.0 <= own[0] <= 1.0 and own[2] > 0), (mixer, own)
+    # ResizeMix's CAM rule gives the partner its whole CAM mass, 1, which is the truth: less error than area labels.
+    assert results["resizemix_cam"]["label_mae"][0] < results["resizemix"]["label_mae"][0]
     # Same seed, same pretrained backbone and fresh head: every mixer starts from the same CAMs.
-    assert len({tuple(results[m]["cam_part_share"]) for m in ("none", "cutmix", "snapmix")}) == 1
-    assert results["protocol"]["seeds"] == [0, 1]
-    assert "| snapmix |" in stdout and "Δ acc vs cutmix" in stdout
+    assert len({tuple(results[m]["cam_part_share"]) for m in mixers}) == 1
+    assert "| attentive_cutmix |" in stdout and "Δ acc vs cutmix" in stdout
+
+    # The leaderboard: this JSON and a step-cost JSON as one markdown table and one PNG.
+    step_cost = tmp_path / "step_cost.json"
+    tiny = ["--size", "32", "--batch", "2", "--classes", "4", "--repeats", "1", "--warmup", "0"]
+    run_script("step_overhead.py", *tiny, "--mixers", "cutmix", "fmix", "--json", str(step_cost))
+    markdown, png = tmp_path / "docs" / "leaderboard.md", tmp_path / "docs" / "leaderboard.png"
+    args = [str(tmp_path / "results.json"), "--step-cost", str(step_cost), "--markdown", str(markdown)]
+    run_script("leaderboard.py", *args, "--png", str(png))
+    rows = {line.split("|")[1].strip(): line for line in markdown.read_text().splitlines() if line.startswith("| ")}
+    assert set(rows) == {"mixer", *mixers}
+    costs = json.loads(step_cost.read_text())["step_cost"]
+    assert rows["fmix"].rstrip(" |").endswith(f"{costs['fmix']:.2f}") and rows["snapmix"].endswith("| — |")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
