@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from fgvc_mix.config import build_from_config
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.data.decoding import load_rgb_image
+from fgvc_mix.run_logging import KnownNoise, filter_known_noise
 from fgvc_mix.synthetic_export import LABELS_FILE, export_samples
 
 TEST_SIZE = next(int(o.split("=")[1]) for o in TINY_SYNTHETIC if o.startswith("dataset.options.test_size="))
@@ -106,3 +109,23 @@ def test_exported_images_are_the_demo_test_images_through_the_eval_transform(tmp
         assert (transform(load_rgb_image(tmp_path / row["file"])) - image).abs().max() < 0.01
     with pytest.raises(ValueError, match="test_size"):
         export_samples(tmp_path / "too_many", TEST_SIZE + 1, TINY_SYNTHETIC)
+
+
+def test_noise_filters_match_only_the_named_messages():
+    sent = [
+        ("`torch.jit.trace` is deprecated. Please switch to `torch.compile`.", FutureWarning),
+        ("`torch.jit.trace_method` is deprecated.", FutureWarning),
+        ("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning),
+        ("`torch.jit.trace` is deprecated.", UserWarning),  # another category is not ours to hide
+        ("some other deprecation", FutureWarning),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filter_known_noise()
+        for message, category in sent:
+            warnings.warn(message, category, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["`torch.jit.trace` is deprecated.", "some other deprecation"]
+    record = logging.LogRecord("pytorch_lightning", logging.INFO, __file__, 1, "💡 Tip: For seamless cloud x", (), None)
+    assert not KnownNoise().filter(record)
+    record.msg = "GPU available: False, used: False"
+    assert KnownNoise().filter(record)

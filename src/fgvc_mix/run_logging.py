@@ -24,8 +24,8 @@ NOISY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
 )
 """(message regex, category) of warnings that tell a user of this toolkit nothing they can act on."""
 
-NOISY_LOG_MESSAGES: tuple[str, ...] = ("💡 Tip: For seamless cloud logging",)
-"""Starts of log messages dropped from the console and the log file (Lightning's LitLogger advert)."""
+NOISY_LOG_MESSAGES: tuple[str, ...] = ("💡 Tip: For seamless cloud",)
+"""Starts of log messages dropped from the console and the log file (Lightning's LitLogger and litmodels adverts)."""
 
 
 def filter_known_noise() -> None:
