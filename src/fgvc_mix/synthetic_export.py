@@ -30,7 +30,9 @@ def demo_test_split(overrides: Sequence[str] = ()) -> SyntheticFGVC:
     """The test split exactly as ``python -m fgvc_mix.train [overrides]`` builds it (untransformed)."""
     dataset = compose_config(list(overrides), output_dir=".").dataset
     if dataset.name != "synthetic":
-        raise ValueError(f"synthetic_export writes the synthetic demo's images; dataset={dataset.name} is on disk")
+        raise ValueError(
+            f"synthetic_export writes the synthetic demo's images; dataset={dataset.name}'s images are already files"
+        )
     return build_dataset(
         "synthetic", None, "test", num_classes=dataset.num_classes, image_size=dataset.image_size, **dataset.options
     )
