@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from helpers import TINY_SYNTHETIC
 from torch import nn
 
 from fgvc_mix.mixing import MixedBatch, class_activation_maps, cutmix
@@ -219,3 +223,15 @@ def test_deit_fast_dev_run_with_its_image_size_from_the_config(mix, tiny_config)
 def test_transmix_on_a_cnn_fails_before_training(tiny_config):
     with pytest.raises(ValueError, match=r"mix=transmix .* is a CNN"):
         build(tiny_config("mix=transmix"))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_trains_deit_with_transmix(tmp_path):
+    # Hooks on the wrapped model's last block, every parameter in the loss (no unused-parameter error).
+    overrides = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "optim.epochs=1", "model=timm"]
+    overrides += [f"model.name={CLASS_TOKEN}", "model.pretrained=false", "mix=transmix", f"hydra.run.dir={tmp_path}"]
+    command = [sys.executable, "-m", "fgvc_mix.train", *TINY_SYNTHETIC, *overrides]
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
