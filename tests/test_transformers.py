@@ -235,3 +235,15 @@ def test_two_process_ddp_trains_deit_with_transmix(tmp_path):
     result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_offline_pretrained_transformer_fails_with_one_message_naming_the_options(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    with pytest.raises(OSError, match="cannot download timm's pretrained weights") as raised:
+        build_classifier(CLASS_TOKEN, 3, source="timm", pretrained=True, image_size=SIZE)
+    message = str(raised.value)
+    assert "model.pretrained=false" in message and "model.weights_path=<file>" in message
+    assert raised.value.__cause__ is None

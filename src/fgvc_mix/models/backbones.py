@@ -11,7 +11,6 @@ torchvision's are refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -355,11 +354,25 @@ def timm_backbone(
         ) from None
     if weights_path and not Path(weights_path).is_file():
         raise FileNotFoundError(f"model.weights_path={weights_path} does not exist: point it at a timm checkpoint")
-    create = partial(
-        timm.create_model,
-        pretrained=bool(pretrained or weights_path),
-        pretrained_cfg_overlay={"file": weights_path} if weights_path else None,
-    )
+    download = bool(pretrained) and not weights_path
+
+    def create(model_name: str, **kwargs) -> nn.Module:
+        try:
+            return timm.create_model(
+                model_name,
+                pretrained=bool(pretrained or weights_path),
+                pretrained_cfg_overlay={"file": weights_path} if weights_path else None,
+                **kwargs,
+            )
+        except OSError as error:  # huggingface_hub's offline and HTTP errors
+            if not download:
+                raise
+            raise OSError(
+                f"model.name={name}: cannot download timm's pretrained weights from the Hugging Face hub "
+                f"({type(error).__name__}). Offline, either set model.weights_path=<file> (a timm checkpoint of "
+                f"{name}), or model.pretrained=false to train from scratch"
+            ) from None
+
     if is_transformer(name):
         from fgvc_mix.models.transformers import transformer_backbone  # it imports Backbone from here
 
