@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import yaml
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from fgvc_mix.sweep import SweepSummary
+from fgvc_mix import sweep
+from fgvc_mix.config import CONFIG_DIR
+from fgvc_mix.sweep_summary import SweepSummary
 
 
 def write_job(sweep_dir, job: int, prob: str, acc: float) -> None:
@@ -26,3 +31,18 @@ def test_the_sweep_ends_by_printing_its_table_and_the_absolute_summary_path(tmp_
     assert "| job | mix.prob | status | test/acc |" in out
     assert "| 0 | 0.5 | completed | 0.6250 |" in out and "| 1 | 1.0 | completed | 0.7500 |" in out
     assert f"Sweep summary: {tmp_path / 'multirun' / 'day' / 'summary.md'} " in out
+
+
+def test_the_command_line_rebuilds_a_summary_and_names_its_usage(tmp_path, capsys):
+    write_job(tmp_path, 0, "0.5", 0.625)
+    write_job(tmp_path, 1, "1.0", 0.75)
+    sweep.main([str(tmp_path)])
+    assert "| 1 | 1.0 | completed | 0.7500 |" in capsys.readouterr().out
+    assert (tmp_path / "summary.csv").is_file() and (tmp_path / "summary.png").is_file()
+    with pytest.raises(SystemExit, match=r"usage: python -m fgvc_mix\.sweep <multirun directory>"):
+        sweep.main([])
+
+
+def test_train_config_names_the_sweep_callback_by_an_importable_path():
+    callbacks = yaml.safe_load((CONFIG_DIR / "train.yaml").read_text())["hydra"]["callbacks"]
+    assert get_class(callbacks["sweep_summary"]["_target_"]) is SweepSummary

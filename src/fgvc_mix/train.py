@@ -23,7 +23,7 @@ from torch.utils.tensorboard.summary import hparams
 from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
-from fgvc_mix.sweep import write_job_result
+from fgvc_mix.sweep_summary import write_job_result
 
 log = logging.getLogger(__name__)
 
