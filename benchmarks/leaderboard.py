@@ -86,17 +86,18 @@ def table(results: dict[str, dict], step_cost: dict[str, float] | None) -> str:
 
 def figure(results: dict[str, dict], path: Path) -> None:
     """Test accuracy against label MAE, one point per scored mixer (95% intervals as error bars)."""
-    fig, ax = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.0, 4.5), layout="constrained")
+    line_styles = iter(["--", ":", "-.", (0, (5, 5)), (0, (1, 3))] * 4)
     for mixer in ranked(results):
         row = results[mixer]
         acc, acc_half = t_interval(row["test_acc"])
         if mean_or_none(row["label_mae"]) is None:
-            ax.axhline(acc, color="0.5", linestyle="--", linewidth=1)
-            ax.annotate(f"{mixer} (no label geometry)", (0.01, acc), xycoords=("axes fraction", "data"), fontsize=8)
+            ax.axhline(acc, color="0.4", linestyle=next(line_styles), linewidth=1, label=f"{mixer} (no geometry)")
             continue
         mae, mae_half = t_interval(row["label_mae"])
         ax.errorbar(mae, acc, xerr=_finite(mae_half), yerr=_finite(acc_half), fmt="o", capsize=3, label=mixer)
-        ax.annotate(mixer, (mae, acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlim(left=0.0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     protocol = results["protocol"]
     ax.set_xlabel("label MAE against the ground-truth part shares (lower: truer labels)")
     ax.set_ylabel("test accuracy, last epoch")
