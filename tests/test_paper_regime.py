@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from fgvc_mix.cam_quality import part_share
-from fgvc_mix.train import train
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -36,18 +35,6 @@ def test_part_share_is_one_on_the_part_and_the_area_share_when_uniform():
     assert part_share(on_part, masks).tolist() == [1.0, 1.0]
     assert part_share(uniform, masks).tolist() == pytest.approx([2 / 16, 2 / 16])
     assert part_share(off_part, masks).tolist() == [0.0, 0.0]
-
-
-def test_cam_part_share_meter_logs_before_fine_tuning_and_every_epoch(tiny_config, tmp_path):
-    history = tmp_path / "cam.json"
-    meter = "+callbacks.cam_part_share={_target_:fgvc_mix.cam_quality.CamPartShareMeter,num_images:8,"
-    meter += f"json_path:{history}}}"
-    train(tiny_config("optim.epochs=2", "logger=csv", "callbacks=[]", meter, "+trainer.enable_progress_bar=false"))
-    records = json.loads(history.read_text())
-    assert [r["epoch"] for r in records] == [0, 1, 2]
-    assert all(0.0 < r["area"] < 0.2 and 0.0 <= r["target"] <= 1.0 for r in records)
-    logged = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
-    assert "cam/part_share" in logged and "cam/part_share_agnostic" in logged
 
 
 def test_t_interval_and_paper_milestones():

@@ -22,8 +22,8 @@ Two maps are scored, both in eval mode (BatchNorm running statistics) and exact 
   the backbone's features fire, whatever the head.
 
 ``CamPartShareMeter`` logs both (and the area share) before fine-tuning and after every
-epoch, to the run's loggers (TensorBoard: ``cam/part_share`` etc., x axis = epochs
-done) and to a JSON file.
+epoch, to the run's loggers (TensorBoard: ``cam/part_share`` etc., at the trainer's global
+step, the x axis of every other chart) and to a JSON file (one entry per epoch done).
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ class CamPartShareMeter(pl.Callback):
     """Logs ``cam/part_share``, ``cam/part_share_agnostic``, ``cam/part_area_share`` (and the ratios)
     before fine-tuning and after every training epoch, on fixed images of the synthetic ``split``.
 
-    The logged step is the number of epochs done (0 = before the first step). ``json_path``
-    also gets the whole history as ``[{"epoch": e, "target": ..., "agnostic": ..., "area": ...}]``.
+    The logged step is the trainer's global step, like every other chart (0 = before the first
+    step); ``json_path`` gets the whole history per epoch done (0 = before fine-tuning) as
+    ``[{"epoch": e, "target": ..., "agnostic": ..., "area": ...}]``.
     On datasets without part masks (every real dataset) it does nothing.
     """
 
@@ -128,7 +129,7 @@ class CamPartShareMeter(pl.Callback):
             "cam/part_share_ratio": share.target_ratio,
         }
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=epochs_done)
+            logger.log_metrics(metrics, step=trainer.global_step)
         if self.json_path is not None:
             self.json_path.parent.mkdir(parents=True, exist_ok=True)
             self.json_path.write_text(json.dumps(self.history))
