@@ -42,19 +42,30 @@ def test_step_overhead_mixers_option_times_only_the_chosen_rows_against_a_plain_
     assert list(rows) == ["none", "fmix", "attentive_cutmix"]  # no none_nchw row in the NCHW layout
 
 
-def load_leaderboard():
-    sys.path.insert(0, str(BENCHMARKS))  # leaderboard.py imports paper_regime.py beside it
+def load_script(name: str):
+    """``benchmarks/<name>.py`` as a module (the scripts import their neighbours: timing, paper_regime)."""
+    sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("leaderboard", BENCHMARKS / "leaderboard.py")
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(BENCHMARKS))
     return module
 
 
+def test_every_resnet_mixer_config_is_timed_and_ranked():
+    """A new conf/mix file must join the leaderboard (paper_regime.MIXERS) and the step-cost rows, or be listed here."""
+    configs = {path.stem for path in (BENCHMARKS.parent / "conf" / "mix").glob("*.yaml")}
+    not_resnet_rows = {"snapmix_scratch", "transmix"}  # SnapMix at prob 0.5; TransMix needs a class-token ViT
+    ranked = {override[4:] for overrides in load_script("paper_regime").MIXERS.values() for override in overrides}
+    assert configs - {r for r in ranked if "=" not in r} == not_resnet_rows
+    assert configs - set(load_script("step_overhead").MIX_CONFIGS) == not_resnet_rows
+
+
 def test_leaderboard_ranks_by_label_mae_pairs_accuracy_by_seed_and_maps_step_costs_by_mix_config():
-    leaderboard = load_leaderboard()
+    leaderboard = load_script("leaderboard")
     overrides = {"none": ["mix=none"], "mixup_p1": ["mix=mixup", "mix.prob=1.0"], "cutmix": ["mix=cutmix"]}
     overrides["fmix"] = ["mix=fmix"]
     protocol = {"preset": "quick", "seeds": [0, 1], "epochs": 16, "label_pairs": 512, "mixers": overrides}
