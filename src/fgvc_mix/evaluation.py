@@ -7,10 +7,12 @@ points. The checkpoint alone is enough: it holds the model, mixer and optimiser 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from hydra.errors import InstantiationException
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -19,28 +21,86 @@ from fgvc_mix.module import FGVCModule, classification_metrics
 from fgvc_mix.reports import confusion_counts, write_report
 
 TTA_MODES = ("none", "flip")
+CHECKPOINT_KEYS = {"hyper_parameters", "datamodule_hyper_parameters", "state_dict"}
+ANOTHER_VERSION = "If another version of fgvc_mix wrote it, load it with that version, or retrain"
+T = TypeVar("T")
 
 
 def load_checkpoint(
     ckpt_path: str | Path, dataset_overrides: dict[str, Any] | None = None
 ) -> tuple[FGVCModule, FGVCDataModule]:
-    """The module (in eval mode) and the datamodule stored in ``ckpt_path``; checks they agree on the classes."""
+    """The module (in eval mode) and the datamodule stored in ``ckpt_path``; checks they agree on the classes.
+
+    A checkpoint another version of fgvc_mix wrote, that this one cannot rebuild, is refused with
+    one message naming the file and what does not fit (a missing setting, a setting that no longer
+    builds, weights that do not fit the model), not with a traceback from inside the constructor.
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={path} does not exist; pass the path of a .ckpt written by fgvc_mix.train")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if "datamodule_hyper_parameters" not in checkpoint or "hyper_parameters" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not checkpoint.keys() >= CHECKPOINT_KEYS:
         raise ValueError(f"{path} was not written by fgvc_mix.train: it lacks the module or dataset settings")
     settings = dict(checkpoint["datamodule_hyper_parameters"])
     settings.update({k: v for k, v in (dataset_overrides or {}).items() if v is not None})
-    datamodule = FGVCDataModule(**settings)
-    module = FGVCModule.load_from_checkpoint(path, map_location="cpu")
+    datamodule = _build(path, FGVCDataModule, settings, "dataset settings")
+    # Checkpoints from before the channels_last option lack it: they were trained NCHW.
+    module = _build(path, FGVCModule, {"channels_last": False, **checkpoint["hyper_parameters"]}, "hyper-parameters")
+    _check_weights(path, module.state_dict(), checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)  # what FGVCModule.load_from_checkpoint does, after the checks
+    module.load_state_dict(checkpoint["state_dict"])
     if module.hparams.num_classes != datamodule.hparams.num_classes:
         raise ValueError(
             f"{path} holds a {module.hparams.num_classes}-class model but its dataset settings say "
             f"{datamodule.hparams.num_classes} classes; evaluate it on the dataset it was trained on"
         )
     return module.eval(), datamodule
+
+
+def _build(path: Path, cls: type[T], settings: dict[str, Any], what: str) -> T:
+    """``cls(**settings)`` from a checkpoint's stored settings (ones this version does not know are dropped)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name not in settings]
+    if missing:
+        raise ValueError(
+            f"{path} cannot be loaded: its {what} lack {', '.join(missing)} ({cls.__name__} needs them). "
+            f"{ANOTHER_VERSION}"
+        )
+    try:
+        return cls(**{p.name: settings[p.name] for p in parameters if p.name in settings})
+    except (InstantiationException, TypeError, ValueError, OSError) as error:
+        raise ValueError(
+            f"{path} cannot be loaded: its {what} do not build a {cls.__name__} here ({_reason(error)}). "
+            f"{ANOTHER_VERSION}"
+        ) from None
+
+
+def _reason(error: Exception) -> str:
+    """One line: Hydra's own text (target and cause) without its HYDRA_FULL_ERROR hint, else ``Type: message``."""
+    if isinstance(error, InstantiationException):
+        return " ".join(str(error).split(", set env var HYDRA_FULL_ERROR")[0].split())
+    return f"{type(error).__name__}: {error}"
+
+
+def _check_weights(path: Path, expected: dict[str, Tensor], stored: dict[str, Tensor], shown: int = 5) -> None:
+    """Raise naming the keys (the first ``shown`` of each kind) where ``stored`` does not fit ``expected``."""
+    missing = [key for key in expected if key not in stored]
+    unexpected = [key for key in stored if key not in expected]
+    reshaped = [
+        f"{key} {tuple(stored[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in stored and stored[key].shape != expected[key].shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:shown])}" + (" ..." if len(keys) > shown else "")
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("stored vs model shape", reshaped))
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"{path} cannot be loaded: its weights do not fit the model its hyper-parameters build here "
+            f"({'; '.join(problems)}). {ANOTHER_VERSION}"
+        )
 
 
 def select_device(accelerator: str) -> torch.device:
