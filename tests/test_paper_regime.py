@@ -86,13 +86,14 @@ def test_paper_regime_tiny_preset_runs_every_mixer_and_builds_the_leaderboard(tm
     # The leaderboard: this JSON and a step-cost JSON as one markdown table and one PNG.
     step_cost = tmp_path / "step_cost.json"
     tiny = ["--size", "32", "--batch", "2", "--classes", "4", "--repeats", "1", "--warmup", "0"]
-    run_script("step_overhead.py", *tiny, "--mixers", "cutmix", "fmix", "--json", str(step_cost))
+    run_script("step_overhead.py", *tiny, "--layout", "nchw", "--mixers", "cutmix", "fmix", "--json", str(step_cost))
     markdown, png = tmp_path / "docs" / "leaderboard.md", tmp_path / "docs" / "leaderboard.png"
     args = [str(tmp_path / "results.json"), "--step-cost", str(step_cost), "--markdown", str(markdown)]
     run_script("leaderboard.py", *args, "--png", str(png))
     rows = {line.split("|")[1].strip(): line for line in markdown.read_text().splitlines() if line.startswith("| ")}
     assert set(rows) == {"mixer", *mixers}
     costs = json.loads(step_cost.read_text())["step_cost"]
+    assert list(costs) == ["none", "cutmix", "fmix"]  # --mixers: only those rows (no none_nchw row in NCHW)
     assert rows["fmix"].rstrip(" |").endswith(f"{costs['fmix']:.2f}") and rows["snapmix"].endswith("| — |")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
