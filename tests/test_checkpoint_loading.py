@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 
@@ -87,3 +88,39 @@ def test_weights_that_do_not_fit_the_model_are_refused_naming_the_keys(trained, 
     message = str(raised.value)
     assert "missing (1): model.head.weight;" in message and "unexpected (1): model.head.old_weight;" in message
     assert "stored vs model shape (1): model.head.bias (3,) vs (16,)" in message
+
+
+@pytest.mark.parametrize("initial_weights", ["download", "file"])
+def test_a_checkpoint_of_a_pretrained_model_loads_without_the_network_or_the_initial_weights(
+    trained, tmp_path, monkeypatch, initial_weights
+):
+    """Its own weights replace the ImageNet or ``weights_path`` ones, so evaluating needs neither."""
+    model = {"_target_": "fgvc_mix.models.build_classifier", "name": "resnet18", "pretrained": True}
+    model["weights_path"] = str(tmp_path / "deleted_after_training.pt") if initial_weights == "file" else None
+    stored = torch.load(trained, map_location="cpu", weights_only=False)
+    num_classes = stored["hyper_parameters"]["num_classes"]
+    trained_module = FGVCModule(
+        {**model, "pretrained": False, "weights_path": None},
+        stored["hyper_parameters"]["mix"],
+        stored["hyper_parameters"]["optim"],
+        num_classes,
+        channels_last=False,
+    )
+
+    def edit(checkpoint):
+        checkpoint["hyper_parameters"].update(model=model, channels_last=False)
+        checkpoint["state_dict"] = trained_module.state_dict()
+
+    path = edited(trained, tmp_path, edit)
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in this test")  # as urllib fails offline
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_network)  # what WeightsEnum calls
+    module, _ = load_checkpoint(path)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(module(images), trained_module.eval()(images))
+    with pytest.raises(OSError):  # what building the model outside a checkpoint load still does
+        FGVCModule(model, stored["hyper_parameters"]["mix"], stored["hyper_parameters"]["optim"], num_classes,
+                   channels_last=False)  # fmt: skip

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from fgvc_mix.data import FGVCDataModule
+from fgvc_mix.models.backbones import architecture_only
 from fgvc_mix.module import FGVCModule, classification_metrics
 from fgvc_mix.reports import confusion_counts, write_report
 
@@ -45,7 +46,10 @@ def load_checkpoint(
     settings.update({k: v for k, v in (dataset_overrides or {}).items() if v is not None})
     datamodule = _build(path, FGVCDataModule, settings, "dataset settings")
     # Checkpoints from before the channels_last option lack it: they were trained NCHW.
-    module = _build(path, FGVCModule, {"channels_last": False, **checkpoint["hyper_parameters"]}, "hyper-parameters")
+    # The stored weights replace any pretrained ones: build without downloading or reading those.
+    with architecture_only():
+        hyper_parameters = {"channels_last": False, **checkpoint["hyper_parameters"]}
+        module = _build(path, FGVCModule, hyper_parameters, "hyper-parameters")
     _check_weights(path, module.state_dict(), checkpoint["state_dict"])
     module.on_load_checkpoint(checkpoint)  # what FGVCModule.load_from_checkpoint does, after the checks
     module.load_state_dict(checkpoint["state_dict"])

@@ -10,7 +10,9 @@ torchvision's are refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -25,6 +27,21 @@ TRANSFORMER_PREFIXES = (
     "vit", "deit", "beit", "swin", "eva", "cait", "xcit", "crossvit", "pvt", "twins", "tnt", "mvit", "flexivit",
     "maxxvit", "samvit", "hiera", "levit", "coat_", "visformer", "sequencer", "mixer", "gmlp", "resmlp",
 )  # fmt: skip
+
+
+_ARCHITECTURE_ONLY: ContextVar[bool] = ContextVar("architecture_only", default=False)
+
+
+@contextmanager
+def architecture_only() -> Iterator[None]:
+    """Build backbones without downloading or reading pretrained weights (``pretrained``/``weights_path`` still
+    decide the architecture, e.g. Inception's input stem): a checkpoint's own weights replace them, so
+    evaluating it needs neither the network nor the file it was initialised from."""
+    token = _ARCHITECTURE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _ARCHITECTURE_ONLY.reset(token)
 
 
 def is_transformer(name: str) -> bool:
@@ -107,6 +124,8 @@ def small_cnn(pretrained: bool = False, weights_path: str | None = None, width: 
 
 def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, classifier_prefix: str) -> None:
     """Load a local torchvision state dict (for offline clusters); only the ImageNet classifier may be absent."""
+    if _ARCHITECTURE_ONLY.get():
+        return
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -142,7 +161,7 @@ def _torchvision_model(
     name: str, pretrained: bool, weights_path: str | None, classifier_prefix: str, **kwargs
 ) -> nn.Module:
     """torchvision's ``name``; ``kwargs`` go to its constructor (e.g. DenseNet's ``memory_efficient``)."""
-    download = pretrained and not weights_path
+    download = pretrained and not weights_path and not _ARCHITECTURE_ONLY.get()
     try:
         model = getattr(torchvision.models, name)(weights="DEFAULT" if download else None, **kwargs)
     except OSError as error:  # URLError, timeouts, SSL errors: no way to the download server
@@ -352,6 +371,8 @@ def timm_backbone(
         raise ImportError(
             f"model=timm model.name={name} needs the optional timm package: pip install 'fgvc_mix[timm]'"
         ) from None
+    if _ARCHITECTURE_ONLY.get():
+        pretrained, weights_path = False, None
     if weights_path and not Path(weights_path).is_file():
         raise FileNotFoundError(f"model.weights_path={weights_path} does not exist: point it at a timm checkpoint")
     download = bool(pretrained) and not weights_path
