@@ -8,6 +8,8 @@ import torchvision
 
 from fgvc_mix import pretrain
 from fgvc_mix.config import compose_config
+from fgvc_mix.data.synthetic import Canvas
+from fgvc_mix.data.synthetic_pretrain import SyntheticObjects
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.backbones import NarrowResNet
 
@@ -63,3 +65,37 @@ def test_weights_path_loads_the_pretrained_backbone(tiny_pretrain):
 def test_a_narrow_resnet_has_no_imagenet_weights():
     with pytest.raises(ValueError, match=r"width=16.*model\.pretrained=false"):
         build_classifier("resnet18", num_classes=3, pretrained=True, backbone_options={"width": 16})
+
+
+def _drawn_sizes(monkeypatch, dataset: SyntheticObjects, index: int) -> tuple[float, float]:
+    """(object part_size, texture part_size) that ``dataset[index]`` passes to the canvas."""
+    sizes = {}
+    shape, paint = Canvas.shape, Canvas.paint_texture
+
+    def spy_shape(self, rng, shape_id, cx, cy, angle, du, dv, part_size):
+        sizes["shape"] = part_size
+        return shape(self, rng, shape_id, cx, cy, angle, du, dv, part_size)
+
+    def spy_paint(self, rng, image, region, texture_id, under, angle, part_size):
+        sizes["texture"] = part_size
+        return paint(self, rng, image, region, texture_id, under, angle, part_size)
+
+    monkeypatch.setattr(Canvas, "shape", spy_shape)
+    monkeypatch.setattr(Canvas, "paint_texture", spy_paint)
+    dataset[index]
+    monkeypatch.undo()
+    return sizes["shape"], sizes["texture"]
+
+
+def test_content_size_keeps_object_and_texture_sizes_in_pixels(monkeypatch):
+    """Drawn at 64 px with content_size=128, an object is as many pixels across as the same object at 128 px."""
+    at_128 = _drawn_sizes(monkeypatch, SyntheticObjects("train", 4, 128, radius=(0.08, 0.2)), 3)
+    at_64 = _drawn_sizes(monkeypatch, SyntheticObjects("train", 4, 64, radius=(0.08, 0.2), content_size=128), 3)
+    plain_64 = _drawn_sizes(monkeypatch, SyntheticObjects("train", 4, 64, radius=(0.08, 0.2)), 3)
+    assert at_64 == pytest.approx(at_128)
+    assert plain_64 == pytest.approx((at_128[0] / 2, at_128[1] / 2))  # without it, sizes follow the image
+
+
+def test_a_reversed_radius_range_is_refused():
+    with pytest.raises(ValueError, match=r"radius"):
+        SyntheticObjects("train", 4, 64, radius=(0.3, 0.1))

@@ -87,11 +87,12 @@ def train_backbone(cfg: DictConfig) -> tuple[NarrowResNet, dict[str, Any]]:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = cfg.data
+    drawing = {"radius": tuple(data.radius), "content_size": data.content_size}
     train_images, train_labels = _render(
-        SyntheticObjects("train", data.train_size, data.image_size, data.seed, data.noise), cfg.num_workers
+        SyntheticObjects("train", data.train_size, data.image_size, data.seed, data.noise, **drawing), cfg.num_workers
     )
     test_images, test_labels = _render(
-        SyntheticObjects("test", data.test_size, data.image_size, data.seed, data.noise), cfg.num_workers
+        SyntheticObjects("test", data.test_size, data.image_size, data.seed, data.noise, **drawing), cfg.num_workers
     )
     render_seconds = time.perf_counter() - start
     device = torch.device(cfg.device)

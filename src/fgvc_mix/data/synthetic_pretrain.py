@@ -15,7 +15,10 @@ the visual vocabulary the fine-grained parts are made of (shapes, textures) but 
 the fine-grained classes: no bird bodies, no part layout, no head-mark/wing-patch pairing.
 
 Images are drawn deterministically from ``(seed, split, index)``, each split from its
-own random streams.
+own random streams. ``radius`` sets the object radius range as a fraction of
+``content_size`` (default: the image side), which also scales the texture period: with
+``image_size=64, content_size=128`` objects and textures have the pixel sizes they have at
+128 px in a 4x cheaper 64-px image (the fine-tuning parts' pixel scale, in less compute).
 """
 
 from __future__ import annotations
@@ -39,12 +42,25 @@ class SyntheticObjects(Dataset):
     """``__getitem__`` returns ``(image, label)``: a float32 (3, H, W) image in [0, 1] and its class."""
 
     def __init__(
-        self, split: str = "train", num_samples: int = 3600, image_size: int = 128, seed: int = 0, noise: float = 0.03
+        self,
+        split: str = "train",
+        num_samples: int = 3600,
+        image_size: int = 128,
+        seed: int = 0,
+        noise: float = 0.03,
+        radius: tuple[float, float] = RADIUS_RANGE,
+        content_size: int | None = None,
     ) -> None:
         check_generated_split("SyntheticObjects", split, num_samples, image_size)
+        if not 0 < radius[0] <= radius[1]:
+            raise ValueError(
+                f"SyntheticObjects: radius (data.radius) must be [low, high] with 0 < low <= high, got {radius}"
+            )
         self.num_samples = num_samples
         self.seed = seed
         self.noise = noise
+        self.radius = radius
+        self.content_size = content_size or image_size
         self.classes = [f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES]
         self._split_code = SPLITS.index(split)
         self._canvas = Canvas(image_size)
@@ -62,13 +78,13 @@ class SyntheticObjects(Dataset):
         canvas = self._canvas
         size = canvas.image_size
         image = canvas.background(rng)
-        radius = size * rng.uniform(*RADIUS_RANGE)
+        radius = self.content_size * rng.uniform(*self.radius)
         cx, cy = rng.uniform(0.5 * radius, size - 0.5 * radius, size=2)  # at most half cut by the border
         angle = rng.uniform(0.0, 2.0 * math.pi)
         # `shape` draws a head mark of radius _HEAD_RADIUS * part_size; the texture's period is
         # independent of the object's size, around the birds' wing patches' (TEXTURE_SCALE).
         region = canvas.shape(rng, shape_id, cx, cy, angle, 0.0, 0.0, radius / _HEAD_RADIUS)
-        texture_scale = size * rng.uniform(*TEXTURE_SCALE)
+        texture_scale = self.content_size * rng.uniform(*TEXTURE_SCALE)
         canvas.paint_texture(rng, image, region, texture_id, _contrasting(rng, rng.random(3)), angle, texture_scale)
         if self.noise > 0:
             image += rng.normal(0.0, self.noise, size=image.shape)
