@@ -88,3 +88,36 @@ def test_timm_missing_says_how_to_install_it(monkeypatch):
         build_classifier("resnet10t", num_classes=3, source="timm")
     with pytest.raises(ValueError, match=r"model\.source"):
         build_classifier("resnet18", num_classes=3, source="keras")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_dilated_last_stage_doubles_the_map_and_computes_the_same_features_on_its_even_cells(name):
+    plain = build_classifier(name, num_classes=3, backbone_options={"width": 8}).eval()
+    dilated = build_classifier(name, num_classes=3, backbone_options={"width": 8, "dilate_last_stage": True}).eval()
+    shapes = {key: value.shape for key, value in plain.state_dict().items()}
+    assert {key: value.shape for key, value in dilated.state_dict().items()} == shapes  # weights load either way
+    dilated.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        coarse, fine = plain.backbone(images), dilated.backbone(images)
+    assert coarse.shape[-2:] == (4, 4) and fine.shape[-2:] == (8, 8)
+    # Dilation 2 after the removed stride: every other cell is the strided network's output, so pretrained weights
+    # keep their meaning and the extra cells fill in between (dilation 1 there would not match).
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse, rtol=1e-4, atol=1e-5)
+
+
+def test_dilated_last_stage_is_torchvisions_for_bottlenecks_and_part_of_the_pretraining_cache_key(tmp_path):
+    import torchvision
+
+    from fgvc_mix.config import compose_config
+    from fgvc_mix.models.backbones import resnet_network
+    from fgvc_mix.pretrain import weights_file
+
+    def geometry(net):
+        return [(m.stride, m.dilation, m.padding) for m in net.layer4.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    ours = resnet_network("resnet50", width=64, dilate_last_stage=True)
+    assert geometry(ours) == geometry(torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True]))
+    plain = compose_config([], tmp_path / "a", config_name="pretrain")
+    dilated = compose_config(["+model.dilate_last_stage=true"], tmp_path / "b", config_name="pretrain")
+    assert weights_file(plain) != weights_file(dilated)

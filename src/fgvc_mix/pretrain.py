@@ -96,7 +96,9 @@ def train_backbone(cfg: DictConfig) -> tuple[NarrowResNet, dict[str, Any]]:
     )
     render_seconds = time.perf_counter() - start
     device = torch.device(cfg.device)
-    net = NarrowResNet(cfg.model.name, cfg.model.width, NUM_CLASSES).to(device, memory_format=torch.channels_last)
+    dilate = cfg.model.get("dilate_last_stage", False)  # +model.dilate_last_stage=true; absent: today's cache key
+    net = NarrowResNet(cfg.model.name, cfg.model.width, NUM_CLASSES, dilate)
+    net = net.to(device, memory_format=torch.channels_last)
     optim = cfg.optim
     optimizer = torch.optim.AdamW(net.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     steps_per_epoch = len(train_labels) // optim.batch_size

@@ -188,10 +188,10 @@ class NarrowResNet(torchvision.models.ResNet):
 
     Same blocks and module names as torchvision's, so its state dicts have torchvision's
     keys and load through ``model.weights_path``: a backbone small enough to pretrain on
-    a CPU in minutes (``python -m fgvc_mix.pretrain``).
+    a CPU in minutes (``python -m fgvc_mix.pretrain``). ``dilate_last_stage``: see ``dilate_layer4``.
     """
 
-    def __init__(self, name: str, width: int, num_classes: int = 1000) -> None:
+    def __init__(self, name: str, width: int, num_classes: int = 1000, dilate_last_stage: bool = False) -> None:
         if width < 1:
             raise ValueError(f"model.backbone_options.width must be >= 1, got {width}")
         block, layers = RESNET_LAYOUTS[name]
@@ -210,30 +210,63 @@ class NarrowResNet(torchvision.models.ResNet):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if dilate_last_stage:
+            dilate_layer4(self)
+
+
+def dilate_layer4(net: torchvision.models.ResNet) -> None:
+    """layer4 with stride 1, and dilation 2 in every 3x3 convolution after the removed stride: a 2x larger last map.
+
+    What torchvision's ``replace_stride_with_dilation=[False, False, True]`` builds for Bottleneck ResNets,
+    extended to BasicBlock ones (ResNet-18/34, which torchvision refuses). Only strides, dilations and
+    paddings change, so the parameters, and the weights trained with or without it, are the same.
+    """
+    strided = False
+    for module in net.layer4.modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        if module.stride == (2, 2):
+            module.stride, strided = (1, 1), True
+        elif strided and module.kernel_size == (3, 3):
+            module.dilation, module.padding = (2, 2), (2, 2)
 
 
 def resnet_network(
-    name: str, pretrained: bool = False, weights_path: str | None = None, width: int = TORCHVISION_RESNET_WIDTH
+    name: str,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    width: int = TORCHVISION_RESNET_WIDTH,
+    dilate_last_stage: bool = False,
 ) -> torchvision.models.ResNet:
-    """torchvision's ResNet ``name``, or a ``NarrowResNet`` when ``width`` is not torchvision's 64."""
+    """torchvision's ResNet ``name``, or a ``NarrowResNet`` when ``width`` is not torchvision's 64.
+
+    ``dilate_last_stage``: layer4 with stride 1 and dilation 2 (a 2x larger last map for the CAMs, ~4x that
+    stage's compute); the parameters are unchanged, so weights trained either way load.
+    """
     if width == TORCHVISION_RESNET_WIDTH:
-        return _torchvision_model(name, pretrained, weights_path, "fc.")
+        net = _torchvision_model(name, pretrained, weights_path, "fc.")
+        if dilate_last_stage:
+            dilate_layer4(net)
+        return net
     if pretrained and not weights_path:
         raise ValueError(
             f"model.backbone_options.width={width}: torchvision's ImageNet weights exist only for width "
             f"{TORCHVISION_RESNET_WIDTH}; set model.pretrained=false, or model.weights_path to weights of this "
             "width (python -m fgvc_mix.pretrain writes them)"
         )
-    net = NarrowResNet(name, width)
+    net = NarrowResNet(name, width, dilate_last_stage=dilate_last_stage)
     if weights_path:
         load_torchvision_weights(net, weights_path, name, "fc.")
     return net
 
 
 def resnet(name: str) -> Callable[..., Backbone]:
-    def build(pretrained: bool = False, weights_path: str | None = None, width: int = 64) -> Backbone:
-        """``width``: channels of the stem (torchvision: 64), every stage scaled alike."""
-        net = resnet_network(name, pretrained, weights_path, width)
+    def build(
+        pretrained: bool = False, weights_path: str | None = None, width: int = 64, dilate_last_stage: bool = False
+    ) -> Backbone:
+        """``width``: channels of the stem (torchvision: 64), every stage scaled alike; ``dilate_last_stage``:
+        layer4 dilated instead of strided (``model.backbone_options.dilate_last_stage=true``)."""
+        net = resnet_network(name, pretrained, weights_path, width, dilate_last_stage)
         body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
         return Backbone(body, net.layer4, net.layer4[0].conv1.in_channels, net.fc.in_features)
 
