@@ -116,3 +116,37 @@ def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
     assert result.returncode != 0
     assert "format=onnx needs the onnx package: pip install 'fgvc_mix[onnx]'" in result.stderr
     assert list(cwd.iterdir()) == [] and not ckpt.parent.exists()  # no run folder, no output folder
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["fgvc_mix.train", "trainer.max_epochs=1"], "Error: trainer.max_epochs=1 differs from optim.epochs=20"),
+        (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
+    ],
+)
+def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path, command, message):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+
+
+def test_a_user_error_in_a_multirun_job_is_raised_for_hydra_to_record(monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from fgvc_mix.config import one_line_user_errors
+    from fgvc_mix.errors import UserError
+
+    class Multirun:
+        mode = RunMode.MULTIRUN
+
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: Multirun()))
+    with pytest.raises(UserError, match="wrong option"), one_line_user_errors():
+        raise UserError("wrong option")

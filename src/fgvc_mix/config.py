@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from fgvc_mix.errors import UserError
 
 
 def _config_dir() -> Path:
@@ -76,6 +81,21 @@ def check_mandatory(cfg: DictConfig) -> None:
     raise SystemExit(f"Missing mandatory option{plural} {', '.join(missing)}; e.g. {' '.join(command)}")
 
 
+@contextmanager
+def one_line_user_errors() -> Iterator[None]:
+    """An entry point's ``UserError`` ends the command with its message alone, not a traceback.
+
+    In a multirun the error is re-raised as it is, so Hydra records the failed job and the
+    sweep summary lists it.
+    """
+    try:
+        yield
+    except UserError as error:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        raise SystemExit(f"Error: {error}") from None
+
+
 def build_from_config(config: Any, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate``, re-raising a constructor's ``ValueError``/``OSError`` unwrapped.
 
@@ -125,7 +145,7 @@ def check_epoch_key(cfg: DictConfig) -> None:
     """
     max_epochs, epochs = cfg.trainer.get("max_epochs"), cfg.optim.epochs
     if max_epochs != epochs:
-        raise ValueError(
+        raise UserError(
             f"trainer.max_epochs={max_epochs} differs from optim.epochs={epochs}, which also sets the length of the "
             f"learning-rate schedule; set optim.epochs={max_epochs} instead of trainer.max_epochs={max_epochs}"
         )

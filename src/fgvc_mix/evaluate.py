@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory
+from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.evaluation import evaluate
 
 
@@ -22,7 +22,8 @@ from fgvc_mix.evaluation import evaluate
 def main(cfg: DictConfig) -> float:
     check_mandatory(cfg)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = evaluate(cfg.ckpt_path, dict(cfg.dataset), cfg.accelerator, cfg.tta, output_dir)
+    with one_line_user_errors():
+        metrics = evaluate(cfg.ckpt_path, dict(cfg.dataset), cfg.accelerator, cfg.tta, output_dir)
     for name, value in sorted(metrics.items()):
         print(f"  {name:<18} {value:.4f}")
     pairs = (output_dir / "confused_pairs.md").read_text()

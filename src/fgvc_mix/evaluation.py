@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from fgvc_mix.data import FGVCDataModule
+from fgvc_mix.errors import MissingFileError, UserError
 from fgvc_mix.models.backbones import architecture_only
 from fgvc_mix.module import FGVCModule, classification_metrics
 from fgvc_mix.reports import confusion_counts, write_report
@@ -38,10 +39,10 @@ def load_checkpoint(
     """
     path = Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist; pass the path of a .ckpt written by fgvc_mix.train")
+        raise MissingFileError(f"ckpt_path={path} does not exist; pass the path of a .ckpt written by fgvc_mix.train")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or not checkpoint.keys() >= CHECKPOINT_KEYS:
-        raise ValueError(f"{path} was not written by fgvc_mix.train: it lacks the module or dataset settings")
+        raise UserError(f"{path} was not written by fgvc_mix.train: it lacks the module or dataset settings")
     settings = dict(checkpoint["datamodule_hyper_parameters"])
     settings.update({k: v for k, v in (dataset_overrides or {}).items() if v is not None})
     datamodule = _build(path, FGVCDataModule, settings, "dataset settings")
@@ -54,7 +55,7 @@ def load_checkpoint(
     module.on_load_checkpoint(checkpoint)  # what FGVCModule.load_from_checkpoint does, after the checks
     module.load_state_dict(checkpoint["state_dict"])
     if module.hparams.num_classes != datamodule.hparams.num_classes:
-        raise ValueError(
+        raise UserError(
             f"{path} holds a {module.hparams.num_classes}-class model but its dataset settings say "
             f"{datamodule.hparams.num_classes} classes; evaluate it on the dataset it was trained on"
         )
@@ -66,14 +67,14 @@ def _build(path: Path, cls: type[T], settings: dict[str, Any], what: str) -> T:
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
     missing = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name not in settings]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{path} cannot be loaded: its {what} lack {', '.join(missing)} ({cls.__name__} needs them). "
             f"{ANOTHER_VERSION}"
         )
     try:
         return cls(**{p.name: settings[p.name] for p in parameters if p.name in settings})
     except (InstantiationException, TypeError, ValueError, OSError) as error:
-        raise ValueError(
+        raise UserError(
             f"{path} cannot be loaded: its {what} do not build a {cls.__name__} here ({_reason(error)}). "
             f"{ANOTHER_VERSION}"
         ) from None
@@ -101,7 +102,7 @@ def _check_weights(path: Path, expected: dict[str, Tensor], stored: dict[str, Te
         if keys
     ]
     if problems:
-        raise ValueError(
+        raise UserError(
             f"{path} cannot be loaded: its weights do not fit the model its hyper-parameters build here "
             f"({'; '.join(problems)}). {ANOTHER_VERSION}"
         )

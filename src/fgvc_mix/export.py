@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory
+from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.evaluation import load_checkpoint
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -82,7 +82,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     check_mandatory(cfg)
-    path = export(cfg.ckpt_path, cfg.format, cfg.output)
+    with one_line_user_errors():
+        path = export(cfg.ckpt_path, cfg.format, cfg.output)
     print(f"Exported {cfg.format} model: {path}")
     print(f"Input pipeline and class names: {path.with_suffix('.json')}")
 

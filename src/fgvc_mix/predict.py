@@ -12,7 +12,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory
+from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.data.decoding import load_rgb_image
 from fgvc_mix.evaluation import load_checkpoint, predict_probabilities, select_device
 
@@ -63,10 +63,12 @@ def predict(
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     check_mandatory(cfg)
-    for path, top in predict(cfg.ckpt_path, cfg.images, cfg.top_k, cfg.tta, cfg.accelerator, cfg.batch_size):
-        print(path)
-        for name, probability in top:
-            print(f"  {probability:7.2%}  {name}")
+    with one_line_user_errors():
+        results = predict(cfg.ckpt_path, cfg.images, cfg.top_k, cfg.tta, cfg.accelerator, cfg.batch_size)
+        for path, top in results:
+            print(path)
+            for name, probability in top:
+                print(f"  {probability:7.2%}  {name}")
 
 
 if __name__ == "__main__":

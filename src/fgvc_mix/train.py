@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams
 
-from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory
+from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory, one_line_user_errors
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.sweep_summary import write_job_result
@@ -143,12 +143,13 @@ def main(cfg: DictConfig) -> float | None:
     check_mandatory(cfg)
     output_dir = HydraConfig.get().runtime.output_dir
     check_output_dir(output_dir)
-    try:
-        metrics = train(cfg)
-    except Exception as error:
-        if rank_zero_only.rank == 0:
-            write_job_result(output_dir, None, error)
-        raise
+    with one_line_user_errors():
+        try:
+            metrics = train(cfg)
+        except Exception as error:
+            if rank_zero_only.rank == 0:
+                write_job_result(output_dir, None, error)
+            raise
     if rank_zero_only.rank != 0:  # DDP ranks > 0 re-run this script; rank 0 reports
         return metrics.get("test/acc")
     write_job_result(output_dir, metrics)

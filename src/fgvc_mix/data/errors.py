@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fgvc_mix.errors import UserError
+
 BAD_IMAGE_HINT = (
     "Re-extract (or re-download) the dataset archive, or set dataset.options.skip_bad_images=true "
     "to drop unreadable images when the dataset is built."
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A problem with the dataset on disk or its options; the message says how to fix it."""
 
 

@@ -22,6 +22,8 @@ from torch.nn import functional as F
 from torchvision.models.inception import InceptionAux
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from fgvc_mix.errors import WeightsUnavailableError
+
 # Name prefixes of transformer/MLP families (torchvision and timm): timm's go to models/transformers.py.
 TRANSFORMER_PREFIXES = (
     "vit", "deit", "beit", "swin", "eva", "cait", "xcit", "crossvit", "pvt", "twins", "tnt", "mvit", "flexivit",
@@ -149,7 +151,7 @@ def weights_download_error(name: str, error: OSError) -> OSError:
     """Offline, say where torchvision looks for the file and how to train without it, not urllib's traceback."""
     url = torchvision.models.get_model_weights(name).DEFAULT.url
     cached = Path(torch.hub.get_dir(), "checkpoints", Path(url).name)
-    return OSError(
+    return WeightsUnavailableError(
         f"model={name}: cannot download torchvision's ImageNet weights from {url} "
         f"({getattr(error, 'reason', None) or error}). Offline, either copy that file to {cached} "
         f"(torchvision's cache: torch.hub.get_dir()/checkpoints, $TORCH_HOME), set model.weights_path=<file> "
@@ -421,7 +423,7 @@ def timm_backbone(
         except OSError as error:  # huggingface_hub's offline and HTTP errors
             if not download:
                 raise
-            raise OSError(
+            raise WeightsUnavailableError(
                 f"model.name={name}: cannot download timm's pretrained weights from the Hugging Face hub "
                 f"({type(error).__name__}). Offline, either set model.weights_path=<file> (a timm checkpoint of "
                 f"{name}), or model.pretrained=false to train from scratch"
