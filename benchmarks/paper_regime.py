@@ -53,7 +53,7 @@ from omegaconf import DictConfig
 from scipy import stats
 
 from fgvc_mix.cam_quality import measure_part_share
-from fgvc_mix.config import compose_config
+from fgvc_mix.config import compose_config, milestones
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.label_fidelity import checkpoint_label_noise, masked_samples
 from fgvc_mix.mixing.label_scoring import MixerScore, mixer_label_score
@@ -97,7 +97,7 @@ class Preset:
 
     def milestones(self) -> list[int]:
         """The paper's x0.1 steps at 80, 150, 180 of 200 epochs, scaled to ``epochs``."""
-        return sorted({max(1, round(self.epochs * f)) for f in (0.4, 0.75, 0.9)})
+        return milestones(self.epochs, [0.4, 0.75, 0.9])  # the rule conf/optim/paper.yaml applies
 
 
 PRESETS = {
