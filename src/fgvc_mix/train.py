@@ -22,6 +22,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory, one_line_user_errors
 from fgvc_mix.data import FGVCDataModule
+from fgvc_mix.errors import UserError
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.sweep_summary import write_job_result
 
@@ -37,7 +38,7 @@ EXPERIMENT_GROUPS = ("dataset", "model", "mix", "optim")
 def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     """Module, datamodule and trainer from a composed config; bad options fail here, before training."""
     if cfg.test_ckpt not in TEST_CHECKPOINTS:
-        raise ValueError(f"test_ckpt must be one of {TEST_CHECKPOINTS}, got {cfg.test_ckpt!r}")
+        raise UserError(f"test_ckpt must be one of {TEST_CHECKPOINTS}, got {cfg.test_ckpt!r}")
     check_epoch_key(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: FGVCDataModule = build_from_config(cfg.dataset, _convert_="all")
