@@ -8,8 +8,8 @@ import torchvision
 
 from fgvc_mix import pretrain
 from fgvc_mix.config import compose_config
-from fgvc_mix.data.synthetic import Canvas
-from fgvc_mix.data.synthetic_pretrain import SyntheticObjects
+from fgvc_mix.data.synthetic import SHAPES, Canvas
+from fgvc_mix.data.synthetic_pretrain import SILHOUETTES, SyntheticObjects
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.backbones import NarrowResNet
 
@@ -99,3 +99,80 @@ def test_content_size_keeps_object_and_texture_sizes_in_pixels(monkeypatch):
 def test_a_reversed_radius_range_is_refused():
     with pytest.raises(ValueError, match=r"radius"):
         SyntheticObjects("train", 4, 64, radius=(0.3, 0.1))
+
+
+PARTS = {"scene": "objects_with_parts", "radius": (0.30, 0.45)}
+
+
+def test_default_scene_draws_todays_images():
+    """Sums of images drawn before the scene option existed: the default cache's weights still describe them."""
+    images = SyntheticObjects("train", 50, 128)
+    assert images.targets[:3] == [28, 20, 13]
+    sums = [float(images[i][0].double().sum()) for i in range(3)]
+    assert sums == pytest.approx([25304.619302576117, 24552.02932763734, 24232.91497324685], rel=1e-6)
+    small = SyntheticObjects("test", 30, 64, radius=(0.08, 0.2), content_size=128)
+    assert float(small[1][0].double().sum()) == pytest.approx(5626.7134334549155, rel=1e-6)
+
+
+def test_the_scene_is_not_in_the_cache_key_at_its_default(tiny_pretrain):
+    default = pretrain.weights_file(tiny_pretrain())
+    cfg = tiny_pretrain("data.scene=objects")
+    del cfg.data.scene  # a config written before the option existed
+    assert pretrain.weights_file(cfg) == default == pretrain.weights_file(tiny_pretrain("data.scene=objects"))
+    assert pretrain.weights_file(tiny_pretrain("data.scene=objects_with_parts")) != default
+
+
+def test_parts_scene_puts_one_mark_on_the_object_and_distractors_off_it():
+    dataset = SyntheticObjects("train", 24, 128, **PARTS)
+    samples = [dataset.render(i) for i in range(24)]
+    for sample in samples:
+        assert sample.mark_mask.any() and not (sample.mark_mask & ~sample.object_mask).any()
+        assert not (sample.distractor_mask & sample.object_mask).any()
+    assert sum(bool(s.distractor_mask.any()) for s in samples) >= 20
+    # The birds' head-mark size: radius ~12 px at 128 (shape areas 1.5-3.1 r^2).
+    assert 150 < sorted(int(s.mark_mask.sum()) for s in samples)[12] < 500
+
+
+def test_parts_scene_class_is_the_silhouette_and_the_mark(monkeypatch):
+    """The first shape drawn is the label's silhouette, every mark tried has the label's mark shape."""
+    dataset = SyntheticObjects("val", 48, 64, **PARTS)
+    assert len(dataset.classes) == len(set(dataset.targets)) == len(SILHOUETTES) * len(SHAPES) == 24
+    shapes, drawing = [], []
+    shape, distractors = Canvas.shape, Canvas.distractors
+
+    def spy_shape(self, rng, shape_id, *args):
+        if not drawing:  # not a distractor
+            shapes.append(SHAPES[shape_id])
+        return shape(self, rng, shape_id, *args)
+
+    def spy_distractors(self, *args):
+        drawing.append(True)
+        return distractors(self, *args)
+
+    monkeypatch.setattr(Canvas, "shape", spy_shape)
+    monkeypatch.setattr(Canvas, "distractors", spy_distractors)
+    for index in range(0, 48, 5):
+        shapes.clear(), drawing.clear()
+        dataset.render(index)
+        silhouette, mark = dataset.classes[dataset.targets[index]].removesuffix("-mark").split("/")
+        assert shapes[0] == silhouette and set(shapes[1:]) == {mark}
+
+
+def test_parts_scene_is_deterministic_per_seed_split_and_index():
+    first, again = SyntheticObjects("test", 12, 64, seed=3, **PARTS), SyntheticObjects("test", 12, 64, seed=3, **PARTS)
+    assert all(torch.equal(first[i][0], again[i][0]) for i in range(12))
+    other_split, other_seed = (
+        SyntheticObjects("val", 12, 64, seed=3, **PARTS),
+        SyntheticObjects("test", 12, 64, **PARTS),
+    )
+    assert not torch.equal(first[5][0], other_split[5][0]) and not torch.equal(first[5][0], other_seed[5][0])
+
+
+def test_pretraining_on_the_parts_scene_has_its_24_classes(tiny_pretrain):
+    path = pretrain.pretrained_weights(tiny_pretrain("data.scene=objects_with_parts"))
+    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 24)
+
+
+def test_an_unknown_scene_is_refused():
+    with pytest.raises(ValueError, match=r"data\.scene"):
+        SyntheticObjects("train", 4, 64, scene="birds")

@@ -30,13 +30,16 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from fgvc_mix.config import CONFIG_PATH
-from fgvc_mix.data.synthetic_pretrain import NUM_CLASSES, SyntheticObjects
+from fgvc_mix.data.synthetic_pretrain import SyntheticObjects
 from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc_mix.models.backbones import RESNET_LAYOUTS, NarrowResNet
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the task or the loop changes what the same settings train
 HASHED_KEYS = ("model", "data", "optim", "seed")  # the settings that change the weights (not the device)
+# Options added after weights were cached: left out of the hash at these values (today's behaviour), so the
+# cached files keep their names.
+UNHASHED_DEFAULTS = {("data", "scene"): "objects"}
 
 
 def cache_home() -> Path:
@@ -49,6 +52,9 @@ def weights_file(cfg: DictConfig) -> Path:
     settings = {
         key: OmegaConf.to_container(cfg[key], resolve=True) if key != "seed" else cfg.seed for key in HASHED_KEYS
     }
+    for (section, key), default in UNHASHED_DEFAULTS.items():
+        if settings[section].get(key) == default:
+            del settings[section][key]
     text = json.dumps({"version": FORMAT_VERSION, **settings}, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     root = Path(cfg.cache_dir) if cfg.get("cache_dir") else cache_home()
@@ -87,17 +93,17 @@ def train_backbone(cfg: DictConfig) -> tuple[NarrowResNet, dict[str, Any]]:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = cfg.data
-    drawing = {"radius": tuple(data.radius), "content_size": data.content_size}
-    train_images, train_labels = _render(
-        SyntheticObjects("train", data.train_size, data.image_size, data.seed, data.noise, **drawing), cfg.num_workers
-    )
+    drawing = {"radius": tuple(data.radius), "content_size": data.content_size, "scene": data.get("scene", "objects")}
+    train_set = SyntheticObjects("train", data.train_size, data.image_size, data.seed, data.noise, **drawing)
+    train_images, train_labels = _render(train_set, cfg.num_workers)
     test_images, test_labels = _render(
         SyntheticObjects("test", data.test_size, data.image_size, data.seed, data.noise, **drawing), cfg.num_workers
     )
     render_seconds = time.perf_counter() - start
     device = torch.device(cfg.device)
     dilate = cfg.model.get("dilate_last_stage", False)  # +model.dilate_last_stage=true; absent: today's cache key
-    net = NarrowResNet(cfg.model.name, cfg.model.width, NUM_CLASSES, dilate)
+    num_classes = len(train_set.classes)
+    net = NarrowResNet(cfg.model.name, cfg.model.width, num_classes, dilate)
     net = net.to(device, memory_format=torch.channels_last)
     optim = cfg.optim
     optimizer = torch.optim.AdamW(net.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
@@ -123,7 +129,7 @@ def train_backbone(cfg: DictConfig) -> tuple[NarrowResNet, dict[str, Any]]:
                  total / steps_per_epoch, accuracy)  # fmt: skip
     report = {
         "test_acc": accuracy,
-        "chance": 1 / NUM_CLASSES,
+        "chance": 1 / num_classes,
         "render_seconds": round(render_seconds, 1),
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -176,6 +176,24 @@ class Canvas:
         on = _texture_mask(TEXTURES[texture_id], x[region] / period, y[region] / period, cells)
         image[:, region] = np.where(on[None, :], fg[:, None], bg[:, None])
 
+    def distractors(
+        self, rng: np.random.Generator, image: np.ndarray, centres: np.ndarray, part_size: float
+    ) -> np.ndarray:
+        """Paint a part-like distractor (a plain shape or a textured patch, random colours) at each of
+        ``centres`` ((N, 2) pixel coordinates, chosen by the caller off its object); return their mask."""
+        mask = np.zeros((self.image_size, self.image_size), dtype=bool)
+        for px, py in centres:
+            tilt = _random_angle(rng)
+            if rng.random() < 0.5:
+                region = self.shape(rng, rng.integers(len(SHAPES)), px, py, tilt, 0.0, 0.0, part_size)
+                image[:, region] = rng.random((3, 1))
+            else:
+                region = self.patch(px, py, tilt, 0.0, 0.0, part_size)
+                texture = rng.integers(len(TEXTURES))
+                self.paint_texture(rng, image, region, texture, rng.random(3), tilt, part_size)
+            mask |= region
+        return mask
+
 
 class SyntheticFGVC(Dataset):
     """Procedural fine-grained dataset; ``__getitem__`` returns ``(image, label)``.
@@ -309,25 +327,19 @@ class SyntheticFGVC(Dataset):
     ) -> np.ndarray:
         """Paint part-like shapes and textured patches off the body; return their mask."""
         size = self.image_size
-        reach = max(_WING_AXES[0], 1.2 * _HEAD_RADIUS) * part_size  # bounding radius of a distractor
+        reach = distractor_reach(part_size)
         candidates = rng.uniform(reach, size - reach, size=(64, 2))
         dx, dy = candidates[:, 0] - cx, candidates[:, 1] - cy
         cu = dx * math.cos(angle) + dy * math.sin(angle)
         cv = -dx * math.sin(angle) + dy * math.cos(angle)
         # A point at normalised radius q is at least (q - 1) * b away from the ellipse.
         clear = np.sqrt((cu / a) ** 2 + (cv / b) ** 2) >= 1.0 + (reach + 1.0) / b
-        mask = np.zeros((size, size), dtype=bool)
-        for px, py in candidates[clear][: self.num_distractors]:
-            tilt = _random_angle(rng)
-            if rng.random() < 0.5:
-                region = self._canvas.shape(rng, rng.integers(len(SHAPES)), px, py, tilt, 0.0, 0.0, part_size)
-                image[:, region] = rng.random((3, 1))
-            else:
-                region = self._canvas.patch(px, py, tilt, 0.0, 0.0, part_size)
-                texture = rng.integers(len(TEXTURES))
-                self._canvas.paint_texture(rng, image, region, texture, rng.random(3), tilt, part_size)
-            mask |= region
-        return mask
+        return self._canvas.distractors(rng, image, candidates[clear][: self.num_distractors], part_size)
+
+
+def distractor_reach(part_size: float) -> float:
+    """Bounding radius in pixels of a distractor drawn at ``part_size``: how far from an object its centre stays."""
+    return max(_WING_AXES[0], 1.2 * _HEAD_RADIUS) * part_size
 
 
 def _random_angle(rng: np.random.Generator) -> float:
