@@ -1,14 +1,17 @@
-"""The opt-in compiled CAM forward gives the eager CAMs, leaves BatchNorm statistics alone and training eager."""
+"""The opt-in compiled CAM forward (``mix.cam_compile``) gives the eager CAMs, leaves BatchNorm statistics alone
+and training eager."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from torch._dynamo.utils import counters
 
 from fgvc_mix.models.batchnorm import batchnorm_buffers
 from fgvc_mix.models.cam_compile import compile_cam_forward
 from fgvc_mix.module import FGVCModule
+from fgvc_mix.train import build
 
 MODEL = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "pretrained": False}
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}
@@ -38,3 +41,33 @@ def test_compiled_cam_forward_gives_the_eager_cams(cam_bn):
     logits = compiled.model.forward_heads(images)["main"]  # with gradients: eager, nothing new compiled
     torch.testing.assert_close(logits, eager.model.forward_heads(images)["main"])
     assert logits.requires_grad and counters["frames"]["total"] == frames
+
+
+@pytest.mark.slow
+def test_mix_cam_compile_reaches_the_model_through_the_config(tiny_config):
+    overrides = ("mix.prob=1.0", "trainer=debug", "logger=[]", "callbacks=[]")
+    module, datamodule, trainer = build(tiny_config(*overrides, "mix.cam_compile=true"))
+    assert not getattr(module.model, "cam_forward_compiled", False)  # compiled by the first CAM forward, not before
+    frames = counters["frames"]["total"]
+    trainer.fit(module, datamodule=datamodule)  # one mixed SnapMix step
+    assert module.model.cam_forward_compiled and counters["frames"]["total"] > frames
+
+    eager, _, _ = build(tiny_config(*overrides))
+    assert not eager.mixer.cam_forward.compile  # the default stays eager
+    eager.load_state_dict(module.state_dict())
+    module.train()
+    eager.train()
+    images, targets = next(iter(datamodule.train_dataloader()))
+    images = module.in_model_layout(images)
+    torch.testing.assert_close(
+        module.mixer.cam_forward(module.model, images, targets),
+        eager.mixer.cam_forward(eager.model, images, targets),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    assert not getattr(eager.model, "cam_forward_compiled", False)
+
+
+def test_mixers_without_a_cam_forward_refuse_mix_cam_compile(tiny_config):
+    with pytest.raises(ConfigCompositionException, match="cam_compile"):
+        tiny_config("mix=cutmix", "mix.cam_compile=true")

@@ -16,6 +16,10 @@ the batch's memory format (``channels_last``) and under whatever autocast traini
   the images being mixed, at a coarser grain.
 * ``cam_dtype`` (opt-in, approximate when training runs in float32): the forward runs under
   autocast to ``bfloat16``/``float16``; null (exact) keeps training's precision.
+* ``cam_compile`` (opt-in, same CAMs up to float rounding): the first CAM forward routes the
+  model's inference-mode ``forward_features`` through ``torch.compile``
+  (``models.cam_compile.compile_cam_forward``); training forwards stay eager. Whether it pays
+  is a GPU measurement (``benchmarks/cam_forward.py --compiled``).
 
 Torch only, no Lightning: any training loop can call it.
 """
@@ -29,9 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.cam import class_activation_maps
 from fgvc_mix.models.batchnorm import eval_mode, frozen_batchnorm_statistics
 from fgvc_mix.models.batchnorm_folding import conv_batchnorm_pairs, folded_batchnorm
+from fgvc_mix.models.cam_compile import compile_cam_forward
 
 CAM_BN_MODES = ("batch", "eval")
 CAM_DTYPES = ("bfloat16", "float16")
@@ -53,18 +59,25 @@ class CamForward:
     and, for ``cam_bn=eval``, a ``backbone``). The keywords are the ``mix`` config's keys.
     """
 
-    def __init__(self, cam_bn: str = "batch", cam_resolution: int | None = None, cam_dtype: str | None = None):
+    def __init__(
+        self,
+        cam_bn: str = "batch",
+        cam_resolution: int | None = None,
+        cam_dtype: str | None = None,
+        cam_compile: bool = False,
+    ):
         if cam_bn not in CAM_BN_MODES:
-            raise ValueError(f"mix.cam_bn must be one of {CAM_BN_MODES}, got {cam_bn!r}")
+            raise UserError(f"mix.cam_bn must be one of {CAM_BN_MODES}, got {cam_bn!r}")
         if cam_resolution is not None and cam_resolution < 8:
-            raise ValueError(f"mix.cam_resolution must be null (exact) or >= 8 pixels, got {cam_resolution}")
+            raise UserError(f"mix.cam_resolution must be null (exact) or >= 8 pixels, got {cam_resolution}")
         if cam_dtype is not None and cam_dtype not in CAM_DTYPES:
-            raise ValueError(
+            raise UserError(
                 f"mix.cam_dtype must be null (training's precision) or one of {CAM_DTYPES}, got {cam_dtype!r}"
             )
         self.bn = cam_bn
         self.resolution = cam_resolution
         self.dtype = cam_dtype
+        self.compile = cam_compile
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -72,6 +85,8 @@ class CamForward:
         inputs = images
         if self.resolution is not None and self.resolution < min(size):
             inputs = F.interpolate(images, scale_factor=self.resolution / min(size), mode="bilinear", antialias=True)
+        if self.compile:
+            compile_cam_forward(model)  # once per model: later calls return at once
         with torch.inference_mode(), self._batchnorm(model), self._autocast(images.device):
             features = model.forward_features(inputs)
         head = model.head
@@ -92,4 +107,7 @@ class CamForward:
         return torch.autocast(device.type, dtype=getattr(torch, self.dtype))
 
     def __repr__(self) -> str:
-        return f"CamForward(cam_bn={self.bn!r}, cam_resolution={self.resolution}, cam_dtype={self.dtype!r})"
+        return (
+            f"CamForward(cam_bn={self.bn!r}, cam_resolution={self.resolution}, cam_dtype={self.dtype!r}, "
+            f"cam_compile={self.compile})"
+        )

@@ -3,10 +3,12 @@
 SnapMix's no-grad CAM forward has a third of a training step's FLOPs but cost 0.45 of a step on
 an H200 (issue 14), most of it in BatchNorm's batch-statistics kernel in bf16/NHWC. Inductor
 computes each BatchNorm's statistics and normalisation in its own fused reductions with the ReLU
-around them. Only forwards under ``torch.inference_mode`` (the CAM forward; validation too) take
-the compiled graph: training forwards with gradients stay eager, so the training step itself is
-unchanged. Whether it pays is a GPU measurement (``benchmarks/cam_forward.py --compiled``); until
-then nothing turns it on by default.
+around them. Only ``forward_features`` calls under ``torch.inference_mode`` (the CAM forward,
+the CAM figures of the visualisation callback) take the compiled graph: training forwards with
+gradients stay eager, and validation's ``forward_heads`` does not pass here, so neither changes.
+``mix.cam_compile=true`` turns it on (``mixing.CamForward`` calls this on its first forward).
+Whether it pays is a GPU measurement (``benchmarks/cam_forward.py --compiled``); until then it is
+off by default.
 """
 
 from __future__ import annotations
