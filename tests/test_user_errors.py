@@ -123,6 +123,10 @@ def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
     [
         (["fgvc_mix.train", "trainer.max_epochs=1"], "Error: trainer.max_epochs=1 differs from optim.epochs=20"),
         (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
+        (["fgvc_mix.label_noise", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
+        (["fgvc_mix.pretrain", "model.name=vgg16"], "Error: model.name='vgg16': pretraining supports ['resnet101'"),
+        (["fgvc_mix.synthetic_export", "out", "0"], "Error: n=0: the test split has 800 images"),
+        (["fgvc_mix.synthetic_export", "out", "dataset.nmu_classes=8"], "Error: Could not override 'dataset.nmu_"),
     ],
 )
 def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path, command, message):

@@ -43,6 +43,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing.cam_forward import CamForward
 from fgvc_mix.mixing.label_scoring import LabelNoise, label_noise
@@ -67,7 +68,7 @@ def variant_cam_forwards(cam_variants: dict[str, dict[str, Any]] | None) -> dict
     for name, options in (cam_variants or {}).items():
         unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"cam_variants.{name}: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
             )
         forwards[name] = CamForward(cam_bn="eval", **options)
@@ -130,13 +131,13 @@ def masked_samples(dataset: Dataset, num_samples: int, seed: int = 0) -> tuple[T
     """
     source = part_mask_source(dataset)
     if source is None:
-        raise ValueError(
+        raise UserError(
             f"{type(dataset).__name__} has no part masks: the label-noise meter needs the synthetic data "
             "(dataset=synthetic), whose images come with the pixels of their class-defining parts"
         )
     base, indices = source
     if not 1 <= num_samples <= len(indices):
-        raise ValueError(f"num_pairs={num_samples} must be between 1 and the split's {len(indices)} images")
+        raise UserError(f"num_pairs={num_samples} must be between 1 and the split's {len(indices)} images")
     chosen = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))[:num_samples]
     images, targets, masks = [], [], []
     with torch.random.fork_rng(devices=[]):
@@ -163,7 +164,7 @@ def checkpoint_label_noise(
     module, datamodule = load_checkpoint(ckpt_path)
     name = datamodule.hparams.name
     if name != "synthetic":
-        raise ValueError(
+        raise UserError(
             f"{ckpt_path} was trained on dataset={name}; the label-noise meter needs part masks, which only "
             "dataset=synthetic has: pass a checkpoint trained on the synthetic data"
         )

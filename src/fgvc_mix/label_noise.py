@@ -11,7 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory
+from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.label_fidelity import checkpoint_label_noise
 
 
@@ -19,7 +19,8 @@ from fgvc_mix.label_fidelity import checkpoint_label_noise
 def main(cfg: DictConfig) -> float:
     check_mandatory(cfg)
     variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
-    report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
+    with one_line_user_errors():
+        report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
     print(f"Label noise of {cfg.ckpt_path} (synthetic test split, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")
     print(f"CAMs in eval mode, seed {cfg.seed}):")
     print(report.table())

@@ -29,9 +29,10 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from fgvc_mix.config import CONFIG_PATH
+from fgvc_mix.config import CONFIG_PATH, one_line_user_errors
 from fgvc_mix.data.synthetic_pretrain import SyntheticObjects
 from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fgvc_mix.errors import UserError
 from fgvc_mix.models.backbones import RESNET_LAYOUTS, NarrowResNet
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _accuracy(net: torch.nn.Module, images: Tensor, labels: Tensor, batch_size: 
 def train_backbone(cfg: DictConfig) -> tuple[NarrowResNet, dict[str, Any]]:
     """Train ``cfg.model`` on the synthetic objects (AdamW, cosine, random flips); returns it and its report."""
     if cfg.model.name not in RESNET_LAYOUTS:
-        raise ValueError(f"model.name={cfg.model.name!r}: pretraining supports {sorted(RESNET_LAYOUTS)}")
+        raise UserError(f"model.name={cfg.model.name!r}: pretraining supports {sorted(RESNET_LAYOUTS)}")
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = cfg.data
@@ -162,7 +163,8 @@ def pretraining_report(path: Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pretrain")
 def main(cfg: DictConfig) -> None:
-    path = pretrained_weights(cfg)
+    with one_line_user_errors():
+        path = pretrained_weights(cfg)
     report = pretraining_report(path)
     print(f"Pretrained weights: {path}")
     print(f"  test accuracy {report['test_acc']:.3f} on the pretraining task (chance {report['chance']:.3f})")

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from hydra.errors import ConfigCompositionException
 from PIL import Image
 
-from fgvc_mix.config import compose_config
+from fgvc_mix.config import compose_config, one_line_user_errors
 from fgvc_mix.data.registry import build_dataset
 from fgvc_mix.data.synthetic import SyntheticFGVC
+from fgvc_mix.errors import UserError
 
 DEFAULT_COUNT = 16
 LABELS_FILE = "labels.csv"
@@ -28,14 +30,19 @@ USAGE = "usage: python -m fgvc_mix.synthetic_export <dir> [n] [dataset.key=value
 
 def demo_test_split(overrides: Sequence[str] = ()) -> SyntheticFGVC:
     """The test split exactly as ``python -m fgvc_mix.train [overrides]`` builds it (untransformed)."""
-    dataset = compose_config(list(overrides), output_dir=".").dataset
+    try:
+        dataset = compose_config(list(overrides), output_dir=".").dataset
+    except ConfigCompositionException as error:  # a misspelt override: Hydra's two-line message, on one line
+        raise UserError(" ".join(str(error).split())) from None
     if dataset.name != "synthetic":
-        raise ValueError(
+        raise UserError(
             f"synthetic_export writes the synthetic demo's images; dataset={dataset.name}'s images are already files"
         )
-    return build_dataset(
-        "synthetic", None, "test", num_classes=dataset.num_classes, image_size=dataset.image_size, **dataset.options
-    )
+    options = {"num_classes": dataset.num_classes, "image_size": dataset.image_size, **dataset.options}
+    try:
+        return build_dataset("synthetic", None, "test", **options)
+    except ValueError as error:  # the dataset's own checks of these options
+        raise UserError(str(error)) from None
 
 
 def file_name(index: int, class_name: str) -> str:
@@ -47,7 +54,7 @@ def export_samples(directory: str | Path, count: int = DEFAULT_COUNT, overrides:
     """Write the first ``count`` test images and ``labels.csv`` into ``directory``; returns the CSV's path."""
     split = demo_test_split(overrides)
     if not 1 <= count <= len(split):
-        raise ValueError(
+        raise UserError(
             f"n={count}: the test split has {len(split)} images (dataset.options.test_size); pick 1..{len(split)}"
         )
     directory = Path(directory)
@@ -77,10 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not rest[0].isdigit():
             raise SystemExit(f"n must be a whole number, got {rest[0]!r}; {USAGE}")
         count, rest = int(rest[0]), rest[1:]
-    try:
+    with one_line_user_errors():
         labels = export_samples(directory, count, rest)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
     print(f"Wrote {count} synthetic test images and {labels}")
     print(f"  python -m fgvc_mix.predict ckpt_path=<run dir>/checkpoints/last.ckpt images={directory}")
 
