@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -46,3 +49,41 @@ def test_the_command_line_rebuilds_a_summary_and_names_its_usage(tmp_path, capsy
 def test_train_config_names_the_sweep_callback_by_an_importable_path():
     callbacks = yaml.safe_load((CONFIG_DIR / "train.yaml").read_text())["hydra"]["callbacks"]
     assert get_class(callbacks["sweep_summary"]["_target_"]) is SweepSummary
+
+
+FAILING_SWEEP = """
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from fgvc_mix.sweep_summary import write_job_result
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def main(cfg):
+    if cfg.x == 2:
+        raise ValueError("x=2 is not allowed")  # recorded by Hydra only: this job writes no result
+    write_job_result(HydraConfig.get().runtime.output_dir, {"test/acc": cfg.x / 4})
+
+
+main()
+"""
+
+
+def test_a_sweep_with_a_failed_job_prints_the_finished_jobs_and_names_the_failed_one(tmp_path):
+    (tmp_path / "app.py").write_text(FAILING_SWEEP)
+    command = [
+        sys.executable,
+        "app.py",
+        "-m",
+        "+x=1,2,3",
+        "+hydra.callbacks.summary._target_=fgvc_mix.sweep_summary.SweepSummary",
+        "hydra.sweep.dir=sweep",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and "x=2 is not allowed" in result.stderr  # Hydra still reports the failure
+    out = result.stdout
+    assert "| 0 | 1 | completed | 0.2500 |" in out and "| 2 | 3 | completed | 0.7500 |" in out
+    assert "| 1 | 2 | failed |" in out
+    assert "1 of 3 jobs failed:\n  job 1 (+x=2): ValueError: x=2 is not allowed\n" in out
+    assert f"Sweep summary: {tmp_path / 'sweep' / 'summary.md'} " in out

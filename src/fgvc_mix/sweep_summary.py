@@ -1,9 +1,10 @@
 """Sweep summary: one table and one plot for a Hydra multirun.
 
 Each job writes ``metrics.json`` (test metrics, or ``status: failed`` with the error)
-into its own directory. ``SweepSummary`` (a Hydra callback) rebuilds the summary
-after every job and at the end of the sweep, so a failed job shows up as failed and
-the other jobs' results are kept even when the sweep stops on an error:
+into its own directory; for a job that failed before writing it, the callback records
+the error Hydra caught. ``SweepSummary`` (a Hydra callback) rebuilds the summary after
+every job and prints it when the sweep ends, the failed jobs named under the table, so
+the other jobs' results are kept and shown even when the sweep stops on an error:
 
     <multirun dir>/summary.csv, summary.md, summary.png
 
@@ -13,6 +14,7 @@ library half (``train`` writes job results, Hydra calls the callback); ``sweep.p
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import math
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -161,21 +164,59 @@ def _is_number(value: Any) -> bool:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: refresh the sweep summary after each job and when the sweep ends."""
+    """Hydra callback: refresh the sweep summary after each job and print it when the sweep ends.
 
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN:
-            write_summary(config.hydra.sweep.dir)
+    When a job fails, Hydra's sweeper re-raises its error after the batch of jobs and never calls
+    ``on_multirun_end``; the summary is then printed when the process exits (after Hydra's error).
+    """
+
+    def __init__(self) -> None:
+        self._unreported: str | None = None  # the sweep directory until on_multirun_end prints its summary
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._unreported = str(config.hydra.sweep.dir)
+        atexit.register(self._print_unreported)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        if job_return.status == JobStatus.FAILED and not (job_dir / RESULT_FILE).is_file():
+            # the error Hydra caught (the public ``return_value`` re-raises it)
+            write_job_result(job_dir, None, job_return._return_value)
+        write_summary(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        atexit.unregister(self._print_unreported)
+        self._unreported = None
         print_summary(config.hydra.sweep.dir)
+
+    def _print_unreported(self) -> None:
+        if self._unreported is not None and Path(self._unreported).is_dir():
+            print_summary(self._unreported)
+
+
+def failed_jobs(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per job that did not complete: its number, its swept settings and its error."""
+    keys = _swept_keys(rows)
+    lines = []
+    for row in rows:
+        if row["status"] != "completed":
+            setting = ", ".join(f"{key}={row[key]}" for key in keys if key in row)
+            error = " ".join(str(row.get("error", "no result")).split())
+            lines.append(f"  job {row['job']}{f' ({setting})' if setting else ''}: {error}")
+    return lines
 
 
 def print_summary(sweep_dir: str | Path) -> None:
-    """Rebuild the summary and print its table and its absolute path (``hydra.sweep.dir`` is relative)."""
+    """Rebuild the summary and print its table, the failed jobs and its absolute path
+    (``hydra.sweep.dir`` is relative)."""
     path = write_summary(sweep_dir)
     if path is None:
         print(f"No job directories in {Path(sweep_dir).resolve()}")
         return
     markdown = path.with_suffix(".md").resolve()
-    print(f"\n{markdown.read_text()}\nSweep summary: {markdown} (and summary.csv, summary.png beside it)")
+    rows = collect_results(sweep_dir)
+    failed = failed_jobs(rows)
+    failures = f"{len(failed)} of {len(rows)} jobs failed:\n" + "\n".join(failed) + "\n\n" if failed else ""
+    print(f"\n{markdown.read_text()}\n{failures}Sweep summary: {markdown} (and summary.csv, summary.png beside it)")
