@@ -149,8 +149,8 @@ def evaluate(
     metrics = classification_metrics(num_classes, "test/").to(device)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     loss_sum, count = 0.0, 0
-    for images, targets in datamodule.test_dataloader():
-        images, targets = images.to(device), targets.to(device)
+    for batch in datamodule.test_dataloader():
+        images, targets = datamodule.to_device(batch, device)  # decodes here with dataset.decode=gpu
         probabilities = predict_probabilities(module, images, tta)
         metrics.update(probabilities, targets)
         loss_sum += F.nll_loss(probabilities.clamp_min(1e-12).log(), targets, reduction="sum").item()

@@ -8,9 +8,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
+from fgvc_mix.data.device_decode import EncodedBatch, EncodedJpegs, check_decode, collate_encoded, decode_batch
 from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.data.registry import build_dataset, dataset_entry
 from fgvc_mix.data.transforms import (
@@ -35,6 +37,9 @@ class FGVCDataModule(pl.LightningDataModule):
     synthetic data's sizes, ``skip_bad_images``...). ``resize`` is ``square`` or ``shorter``
     (see :mod:`fgvc_mix.data.transforms`). ``drop_last`` drops the last partial training
     batch; the authors keep it, and the paper recipes set ``dataset.drop_last=false``.
+    ``decode`` is ``cpu`` (PIL in the loader workers) or ``gpu``: the workers read JPEG bytes and the
+    training device decodes and transforms each batch (:mod:`fgvc_mix.data.device_decode`) in
+    :meth:`on_before_batch_transfer`; code that iterates a loader itself calls :meth:`to_device`.
     """
 
     def __init__(
@@ -54,10 +59,13 @@ class FGVCDataModule(pl.LightningDataModule):
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
         options: dict[str, Any] | None = None,
+        decode: str = "cpu",
     ) -> None:
         super().__init__()
-        if dataset_entry(name).on_disk and root is None:
+        on_disk = dataset_entry(name).on_disk
+        if on_disk and root is None:
             raise DatasetError(f"dataset={name} needs dataset.root=<folder holding the {name} files>")
+        check_decode(decode, on_disk=on_disk, name=name)
         if image_size > resize_size:
             raise ValueError(
                 f"dataset.image_size={image_size} (the crop) is larger than dataset.resize_size={resize_size}; "
@@ -80,15 +88,18 @@ class FGVCDataModule(pl.LightningDataModule):
 
     def _build(self, split: str, train: bool) -> Dataset:
         hp = self.hparams
-        return build_dataset(
+        dataset = build_dataset(
             hp.name,
             hp.root,
             split,
-            transform=self.transform(train),
+            transform=None if hp.decode == "gpu" else self.transform(train),
             num_classes=hp.num_classes,
             image_size=hp.image_size,
             **(hp.options or {}),
         )
+        if hp.decode == "gpu":
+            return EncodedJpegs(dataset, hp.image_size, hp.resize_size, hp.resize, train)
+        return dataset
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -128,6 +139,7 @@ class FGVCDataModule(pl.LightningDataModule):
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=collate_encoded if hp.decode == "gpu" else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -138,6 +150,22 @@ class FGVCDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    def to_device(self, batch: tuple[Any, Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
+        """A loader's batch as (images, targets) on ``device``; with ``decode=gpu`` the images are decoded there."""
+        images, targets = batch
+        if isinstance(images, EncodedBatch):
+            images = decode_batch(images, device, self.hparams.mean, self.hparams.std)
+        return images.to(device), targets.to(device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Decode a ``decode=gpu`` batch on the trainer's device (decode_jpeg takes the bytes on the CPU).
+
+        Anything else passes unchanged: ``decode=cpu`` batches, the model summary's example input.
+        """
+        if isinstance(batch, tuple | list) and batch and isinstance(batch[0], EncodedBatch):
+            return self.to_device(batch, self.trainer.strategy.root_device)
+        return batch
 
 
 def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
