@@ -9,6 +9,9 @@ room for other libjpeg builds; each broken variant checked against it differs by
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +191,18 @@ def test_fast_dev_run_trains_and_tests_with_device_decode(jpeg_root, tmp_path):
         assert -3 < images.min() < 0 < images.max() < 3, stage  # normalised: not raw [0, 255] or [0, 1]
     images, _ = datamodule.to_device(next(iter(datamodule.test_dataloader())), CPU)  # fgvc_mix.evaluate's loop
     assert images.shape == (1, 3, SIZE, SIZE)
+
+
+def test_data_throughput_benchmark_prints_both_decode_tables():
+    """``benchmarks/data_throughput.py --decode cpu,gpu`` at tiny sizes: it must not rot between GPU loans."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    command = [sys.executable, "data_throughput.py", "--decode", "cpu,gpu", "--images", "2", "--repeats", "1"]
+    command += ["--warmup", "0", "--sizes", "96x72", "--batch", "2"]
+    run = subprocess.run(
+        command, cwd=benchmarks, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if line.startswith("96x72")]
+    assert len(rows) == 2  # the CPU table's row, then the decode=gpu table's
+    worker_ratio = float(rows[1][1])
+    assert worker_ratio > 1  # reading bytes beats decoding + resizing in the worker
