@@ -23,6 +23,8 @@ does with ``dataset.decode=gpu`` (read the file, parse its header, draw crop and
 ``decode_jpeg`` call, then resize, crop, flip, normalise) on ``--device``; on the CPU it runs
 on ``--threads`` threads. The workers' images/s of the two paths is the issue's figure (target:
 decode=gpu >= 3x decode=cpu per worker); the device rate is what one device decodes per second.
+The last columns compare the device path's pixels with the CPU path's on one batch, same crops
+and flips (on CUDA: nvjpeg and a float resize against libjpeg and the uint8 one).
 """
 
 from __future__ import annotations
@@ -91,6 +93,20 @@ def decode_all(batches: list[EncodedBatch], device: torch.device) -> None:
         decode_batch(batch, device, IMAGENET_MEAN, IMAGENET_STD)
 
 
+def pixel_difference(cpu: CUB200, encoded: EncodedJpegs, count: int, device: torch.device) -> tuple[float, float]:
+    """Mean and max |CPU path - device path| in grey levels (of 255) over ``count`` images, the same crop
+    and flip in both (image k drawn under torch seed k): on CUDA, nvjpeg + float resize vs libjpeg + uint8."""
+    reference, samples = [], []
+    for index in range(count):
+        torch.manual_seed(index)
+        reference.append(cpu[index][0])
+        torch.manual_seed(index)
+        samples.append(encoded[index])
+    decoded = decode_batch(collate_encoded(samples)[0], device, IMAGENET_MEAN, IMAGENET_STD).cpu()
+    difference = (torch.stack(reference) - decoded) * torch.tensor(IMAGENET_STD)[:, None, None] * 255
+    return difference.abs().mean().item(), difference.abs().max().item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=48, help="images per size group")
@@ -111,7 +127,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
-        candidates = {}
+        candidates, pixels = {}, {}
         for group, size in enumerate(sizes):
             base = Path(tmp) / f"{size[0]}x{size[1]}" / "CUB_200_2011"
             write_cub_tree(base, args.images, size, seed=group)
@@ -122,6 +138,8 @@ def main() -> None:
             if "gpu" in tables:
                 datasets["gpu-worker"] = EncodedJpegs(CUB200(base, "train"), 448, 512, args.resize, train=True)
                 batches = encoded_batches(datasets["gpu-worker"], args.batch, device)
+                count = min(args.batch, args.images)
+                pixels[size] = pixel_difference(datasets["ours"], datasets["gpu-worker"], count, device)
                 candidates[f"{size}:gpu-device"] = lambda batches=batches: decode_all(batches, device)
             assert all(len(dataset) == args.images for dataset in datasets.values())
             for name, dataset in datasets.items():
@@ -149,11 +167,18 @@ def main() -> None:
             "dataset.decode=gpu: worker = read bytes + header + draw crop/flip; device = one decode_jpeg call + "
             f"resize + crop + flip + normalise, batch {args.batch}, on {args.device}"
         )
-        print(f"{'size (~WxH)':<12} {'worker gpu/cpu':>15}   images/s: worker decode=gpu, worker decode=cpu, device")
+        print(
+            f"{'size (~WxH)':<12} {'worker gpu/cpu':>15}   images/s: worker decode=gpu, worker decode=cpu, device"
+            "   |device - CPU path| grey levels: mean, max"
+        )
         for size in sizes:
             worker, ours, on_device = (rate(size, name) for name in ("gpu-worker", "ours", "gpu-device"))
             label = f"{size[0]}x{size[1]}"
-            print(f"{label:<12} {worker / ours:>15.2f}   {worker:.1f}, {ours:.1f}, {on_device:.1f}")
+            mean, largest = pixels[size]
+            print(
+                f"{label:<12} {worker / ours:>15.2f}   {worker:.1f}, {ours:.1f}, {on_device:.1f}"
+                f"   {mean:.3f}, {largest:.1f}"
+            )
     print("Ratios are throughput ratios (> 1: the first is faster).")
 
 

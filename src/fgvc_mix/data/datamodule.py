@@ -161,10 +161,13 @@ class FGVCDataModule(pl.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Decode a ``decode=gpu`` batch on the trainer's device (decode_jpeg takes the bytes on the CPU).
 
-        Anything else passes unchanged: ``decode=cpu`` batches, the model summary's example input.
+        The targets stay for Lightning's own (non-blocking) transfer. Anything else passes unchanged:
+        ``decode=cpu`` batches, the model summary's example input.
         """
         if isinstance(batch, tuple | list) and batch and isinstance(batch[0], EncodedBatch):
-            return self.to_device(batch, self.trainer.strategy.root_device)
+            images, targets = batch
+            hp = self.hparams
+            return decode_batch(images, self.trainer.strategy.root_device, hp.mean, hp.std), targets
         return batch
 
 

@@ -22,6 +22,7 @@ to 512).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -187,4 +188,13 @@ def decode_batch(batch: EncodedBatch, device: torch.device, mean: Sequence[float
         image = F.resize(image[:, :kept_height, :kept_width], [height, width], antialias=True)
         image = image[:, top : top + size, left : left + size]
         crops.append(image.flip(-1) if flip else image)
-    return F.normalize(F.to_dtype(torch.stack(crops), torch.float32, scale=True), list(mean), list(std))
+    mean_on_device, std_on_device = normalisation(tuple(mean), tuple(std), device)
+    # v2.Normalize's arithmetic, with the statistics copied to the device once, not every batch (a blocking copy)
+    return F.to_dtype(torch.stack(crops), torch.float32, scale=True).sub_(mean_on_device).div_(std_on_device)
+
+
+@functools.cache
+def normalisation(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` as (C, 1, 1) float32 tensors on ``device``."""
+    mean_tensor, std_tensor = (torch.tensor(values, dtype=torch.float32).view(-1, 1, 1) for values in (mean, std))
+    return mean_tensor.to(device), std_tensor.to(device)
