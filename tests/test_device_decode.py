@@ -149,7 +149,7 @@ def test_aircraft_banner_is_cut_before_the_resize(tmp_path):
 
 def test_unusable_settings_fail_at_setup_with_the_fix(jpeg_root):
     with pytest.raises(DatasetError, match=r"dataset=synthetic is generated in memory: set dataset\.decode=cpu"):
-        FGVCDataModule(name="synthetic", num_classes=3, val_source="official", decode="gpu")
+        build(compose_config(["dataset.decode=gpu"], jpeg_root / "run"))  # the demo's config, from the command line
     with pytest.raises(DatasetError, match=r"dataset\.decode='nvjpeg' is not known; choose one of cpu, gpu"):
         FGVCDataModule(name="cub", root=str(jpeg_root), num_classes=2, decode="nvjpeg")
     with pytest.raises(DatasetError, match=r"set dataset\.options\.draft_size=null"):
