@@ -27,7 +27,7 @@ from PIL import Image
 from fgvc_mix.data import DatasetError, FGVCDataModule
 from fgvc_mix.data.aircraft import FGVCAircraft
 from fgvc_mix.data.cub import CUB200
-from fgvc_mix.data.device_decode import EncodedJpegs, collate_encoded, decode_batch
+from fgvc_mix.data.device_decode import LAYOUT, EncodedJpegs, collate_encoded, decode_batch
 from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from fgvc_mix.train import build
 
@@ -89,7 +89,7 @@ def both_paths(root: Path, resize: str, train: bool) -> tuple[torch.Tensor, torc
 
 @pytest.mark.parametrize("resize", ["shorter", "square"])
 def test_eval_path_matches_the_cpu_pipeline_and_broken_ones_do_not(jpeg_root, resize):
-    cpu, device, _ = both_paths(jpeg_root, resize, train=False)
+    cpu, device, samples = both_paths(jpeg_root, resize, train=False)
     assert device.shape == cpu.shape == (8, 3, SIZE, SIZE) and device.dtype == torch.float32
     assert mean_difference(cpu, device) <= MAX_MEAN_GREY_LEVELS
     other = "square" if resize == "shorter" else "shorter"
@@ -101,7 +101,9 @@ def test_eval_path_matches_the_cpu_pipeline_and_broken_ones_do_not(jpeg_root, re
     }
     for name, images in broken.items():
         assert mean_difference(cpu, images) > 4 * MAX_MEAN_GREY_LEVELS, name
-    # Grey and CMYK JPEGs come out RGB like the CPU path's (grey: three equal channels).
+    # Grey and CMYK JPEGs come out RGB like the CPU path's (grey: three equal channels); the CMYK one is
+    # decoded on the host (torchvision's nvjpeg decoder does not enable CMYK), the rest in the device's call.
+    assert [int(layout[LAYOUT.index("on_host")]) for _, layout, _, _ in samples] == [0] * 7 + [1]
     assert torch.allclose(grey_levels(device[6])[0], grey_levels(device[6])[2], atol=1e-3)
     assert (grey_levels(cpu[6:]) - grey_levels(device[6:])).abs().mean() <= MAX_MEAN_GREY_LEVELS
 
@@ -110,7 +112,7 @@ def test_eval_path_matches_the_cpu_pipeline_and_broken_ones_do_not(jpeg_root, re
 def test_train_path_draws_the_cpu_pipelines_crop_and_flip(jpeg_root, resize):
     """One torch seed, one crop and flip: the worker draws them with RandomCrop's and RandomHorizontalFlip's calls."""
     cpu, device, samples = both_paths(jpeg_root, resize, train=True)
-    flips = [int(layout[-1]) for _, layout, _, _ in samples]
+    flips = [int(layout[LAYOUT.index("flip")]) for _, layout, _, _ in samples]
     assert 0 < sum(flips) < len(flips)  # both branches taken with these seeds
     assert mean_difference(cpu, device) <= MAX_MEAN_GREY_LEVELS
     unflipped = torch.stack([image.flip(-1) if flip else image for image, flip in zip(device, flips, strict=True)])

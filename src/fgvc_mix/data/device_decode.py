@@ -49,13 +49,15 @@ class EncodedBatch(NamedTuple):
     """A batch as the loader workers leave it with ``decode=gpu``: bytes plus where to crop."""
 
     data: list[Tensor]  # one 1-D uint8 CPU tensor per image: the JPEG file as on disk
-    layout: Tensor  # (B, 8) int64, one row of LAYOUT per image
+    layout: Tensor  # (B, 9) int64, one row of LAYOUT per image
     paths: list[str]  # named in the error if the device cannot decode the batch
 
 
 #: The columns of :attr:`EncodedBatch.layout`: the region of the decoded image to keep (Aircraft's
-#: banner is cut), the size it is resized to, the crop's top-left corner and side, and the flip.
-LAYOUT = ("kept_height", "kept_width", "height", "width", "top", "left", "size", "flip")
+#: banner is cut), the size it is resized to, the crop's top-left corner and side, the flip, and
+#: whether the host decodes the image (CMYK, which libjpeg converts to RGB as the CPU path does).
+LAYOUT = ("kept_height", "kept_width", "height", "width", "top", "left", "size", "flip", "on_host")
+HOST = torch.device("cpu")
 
 
 def check_decode(decode: str, *, on_disk: bool, name: str) -> None:
@@ -155,13 +157,13 @@ class EncodedJpegs(Dataset):
             data = path.read_bytes()
             with Image.open(io.BytesIO(data)) as header:  # parses the markers only, decodes nothing
                 width, height = header.size
-                image_format = header.format
+                image_format, mode = header.format, header.mode
         except (OSError, UnidentifiedImageError) as err:
             raise BadImageError(path, f"Cannot read image ({err})") from None
         if image_format != "JPEG":
             raise not_jpeg_error([path], 1, self.images.name)
         kept = self.kept_region(path, height, width)
-        layout = draw_layout(kept, self.image_size, self.resize_size, self.resize, self.train)
+        layout = [*draw_layout(kept, self.image_size, self.resize_size, self.resize, self.train), int(mode == "CMYK")]
         return torch.frombuffer(bytearray(data), dtype=torch.uint8), torch.tensor(layout), str(path), label
 
 
@@ -174,7 +176,7 @@ def collate_encoded(samples: list[tuple[Tensor, Tensor, str, int]]) -> tuple[Enc
 def decode_batch(batch: EncodedBatch, device: torch.device, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """Decode on ``device`` in one call, then resize, crop, flip, normalise: (B, 3, size, size) float32."""
     try:
-        decoded = decode_jpeg(batch.data, mode=ImageReadMode.RGB, device=device)
+        decoded = decode_images(batch, device)
     except RuntimeError as err:
         raise DatasetError(
             f"torchvision.io.decode_jpeg on {device} could not decode a batch of {len(batch.paths)} images "
@@ -182,7 +184,7 @@ def decode_batch(batch: EncodedBatch, device: torch.device, mean: Sequence[float
             "(dataset.options.skip_bad_images=true drops it) or re-encode it"
         ) from None
     crops = []
-    for image, (kept_height, kept_width, height, width, top, left, size, flip) in zip(
+    for image, (kept_height, kept_width, height, width, top, left, size, flip, _) in zip(
         decoded, batch.layout.tolist(), strict=True
     ):
         image = F.resize(image[:, :kept_height, :kept_width], [height, width], antialias=True)
@@ -191,6 +193,23 @@ def decode_batch(batch: EncodedBatch, device: torch.device, mean: Sequence[float
     mean_on_device, std_on_device = normalisation(tuple(mean), tuple(std), device)
     # v2.Normalize's arithmetic, with the statistics copied to the device once, not every batch (a blocking copy)
     return F.to_dtype(torch.stack(crops), torch.float32, scale=True).sub_(mean_on_device).div_(std_on_device)
+
+
+def decode_images(batch: EncodedBatch, device: torch.device) -> list[Tensor]:
+    """RGB uint8 images on ``device``: one batched call there, and one on the host for the rare CMYK JPEGs,
+    copied over without a sync. torchvision's nvjpeg decoder never enables nvjpeg's CMYK decoding
+    (``nvjpegDecodeParamsSetAllowCMYK``), so those go to libjpeg, which matches the CPU path's colours."""
+    on_host = batch.layout[:, LAYOUT.index("on_host")].tolist()
+    if not any(on_host):
+        return decode_jpeg(batch.data, mode=ImageReadMode.RGB, device=device)
+    images = list(batch.data)
+    for where, flag in ((device, 0), (HOST, 1)):
+        indices = [i for i, host in enumerate(on_host) if host == flag]
+        if indices:
+            decoded = decode_jpeg([batch.data[i] for i in indices], mode=ImageReadMode.RGB, device=where)
+            for i, image in zip(indices, decoded, strict=True):
+                images[i] = image.to(device, non_blocking=True)
+    return images
 
 
 @functools.cache
