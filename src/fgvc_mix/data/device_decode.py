@@ -4,11 +4,12 @@ Why: a CPU loader worker decodes, resizes and crops ~96 CUB photos/s with PIL, s
 many cores of JPEG decoding. With ``decode=gpu`` a worker only reads a file's bytes and its
 header (the image size) and draws the random crop and flip as plain numbers; the training
 device then decodes the whole batch in one ``torchvision.io.decode_jpeg(list, device=...)``
-call (nvjpeg on CUDA) and runs the pipeline of :mod:`fgvc_mix.data.transforms` with the same
-torchvision functions: resize (``square``/``shorter``, bilinear, antialiased, on uint8), crop,
-flip, scale to [0, 1], normalise. The crop and flip are drawn with the same torch random calls,
-in the same order, as ``train_transform``, so one torch seed gives one crop in both paths, and
-no host-device synchronisation is needed (the numbers stay on the host).
+call (nvjpeg on CUDA; rare CMYK JPEGs on the host, see :func:`decode_images`) and runs the
+pipeline of :mod:`fgvc_mix.data.transforms` with the same torchvision functions: resize
+(``square``/``shorter``, bilinear, antialiased, on uint8), crop, flip, scale to [0, 1],
+normalise. The crop and flip are drawn with the same torch random calls, in the same order,
+as ``train_transform``, so one torch seed gives one crop in both paths, and no host-device
+synchronisation is needed (the numbers stay on the host).
 
 Pixels against the CPU path (measured on CPU, the device being the CPU; tests/test_device_decode.py):
 identical (0 grey levels, mean and max) for RGB, grey and CMYK JPEGs, both resize modes, train
