@@ -10,7 +10,9 @@
 #   4. the CAM forward alone per option (cam_forward.py); 5. the mixing tensor code as a share of a step
 #      (mixing_overhead.py, batch 32 and 16); 6. end-to-end images/s per mixer and the bare train loader
 #      through compose_config + train.build on a generated CUB tree, 15 loader workers (train_throughput.py);
-#   7. the opt-in compiled CAM forward (fgvc_mix.models.cam_compile) against eager, last: compiling may be slow.
+#   7. dataset.decode=gpu: images/s per loader worker (bytes + crop draw) against a CPU-decoding worker, the
+#      batched device decode + transform, and its pixel difference from the CPU path (data_throughput.py);
+#   8. the opt-in compiled CAM forward (mix.cam_compile) (fgvc_mix.models.cam_compile) against eager, last: compiling may be slow.
 # Outputs under $OUT (default benchmarks/outputs/gpu_check): gpu_check.log (everything), snapmix_trace.json.gz.
 # A failing section is reported and the others still run; the exit status says whether any failed. The
 # sections' time limits add up to 8 minutes.
@@ -42,6 +44,7 @@ if [[ ${DRY_RUN:-0} == 1 ]]; then
     cams=(--model resnet18 --size 32 --batch 2 --repeats 1)
     mixing=(--size 64 --repeats 1 --warmup 0)
     throughput=(--quick --steps 2 --warmup 1)
+    decode=(--images 4 --repeats 1 --batch 4)
 else
     device=cuda slower=1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -51,6 +54,7 @@ else
     cams=(--model resnet50 --size 448 --batch 32 --repeats 20)
     mixing=(--size 448 --repeats 20 --warmup 3)
     throughput=(--model resnet50 --size 448 --resize 512 --batch 32 --workers 15 --steps 20 --warmup 5)
+    decode=(--images 64 --repeats 5 --batch 32)
 fi
 $python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
 
@@ -68,8 +72,9 @@ section() { # section NAME SECONDS COMMAND...: run it under a time limit, log it
     fi
 }
 
-section "CUDA tests: sync-free mixed steps, BatchNorm folding" 70 \
-    $python -m pytest -q -p no:cacheprovider "$root/tests/test_sync_free.py" "$root/tests/test_batchnorm_folding.py"
+section "CUDA tests: sync-free mixed steps, BatchNorm folding, device JPEG decode" 60 \
+    $python -m pytest -q -p no:cacheprovider "$root/tests/test_sync_free.py" "$root/tests/test_batchnorm_folding.py" \
+    "$root/tests/test_device_decode.py"
 section "training smoke run" 40 \
     $python -m fgvc_mix.train +trainer.fast_dev_run=true model.pretrained=false mix=snapmix logger=[] callbacks=[] \
     "${smoke[@]}" hydra.run.dir="${TMPDIR:-/tmp}/fgvc_mix_gpu_check"
@@ -78,16 +83,19 @@ section "step ratios, batch $large, exact SnapMix profiled" 80 \
     $python step_overhead.py --device $device --batch $large "${step[@]}" \
     --profile snapmix --trace "$out/snapmix_trace.json"
 gzip -f "$out/snapmix_trace.json" 2>/dev/null
-section "step ratios, batch $small" 40 $python step_overhead.py --device $device --batch $small "${step[@]}"
-section "CAM forward per option" 25 $python cam_forward.py --device $device "${cams[@]}"
-section "mixing tensor code, batch $large" 25 $python mixing_overhead.py --device $device --batch $large "${mixing[@]}"
-section "mixing tensor code, batch $small" 20 $python mixing_overhead.py --device $device --batch $small "${mixing[@]}"
+section "step ratios, batch $small" 35 $python step_overhead.py --device $device --batch $small "${step[@]}"
+section "CAM forward per option" 20 $python cam_forward.py --device $device "${cams[@]}"
+section "mixing tensor code, batch $large" 20 $python mixing_overhead.py --device $device --batch $large "${mixing[@]}"
+section "mixing tensor code, batch $small" 15 $python mixing_overhead.py --device $device --batch $small "${mixing[@]}"
 section "end-to-end images/s" 110 \
     $python train_throughput.py --device $device "${throughput[@]}" \
+    --extra "decode_gpu mix=none dataset.decode=gpu" \
     --extra "snapmix_eval_bn mix=snapmix mix.cam_bn=eval" \
     --extra "snapmix_r101 mix=snapmix model=resnet101" \
     --extra "snapmix_b64 mix=snapmix dataset.batch_size=64"
-section "compiled CAM forward vs eager (torch.compile during warm-up)" 70 \
+section "decode=gpu: images/s per loader worker, batched device decode, pixels vs the CPU path" 45 \
+    $python data_throughput.py --decode gpu --device $device "${decode[@]}"
+section "compiled CAM forward vs eager (torch.compile during warm-up)" 55 \
     $python cam_forward.py --device $device "${cams[@]}" --warmup 2 --compiled
 
 echo
