@@ -15,6 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from fgvc_mix.config import build_from_config, check_mandatory
+from fgvc_mix.errors import UserError
+from fgvc_mix.evaluation import select_device
 from fgvc_mix.train import build
 
 
@@ -127,6 +129,10 @@ def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
         (["fgvc_mix.pretrain", "model.name=vgg16"], "Error: model.name='vgg16': pretraining supports ['resnet101'"),
         (["fgvc_mix.synthetic_export", "out", "0"], "Error: n=0: the test split has 800 images"),
         (["fgvc_mix.synthetic_export", "out", "dataset.nmu_classes=8"], "Error: Could not override 'dataset.nmu_"),
+        # checked before the checkpoint is loaded (with a real one the old code failed at the first batch)
+        (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt", "tta=flop"], "Error: tta='flop' is not known; choose"),
+        (["fgvc_mix.train", "dataset.image_size=8"], "Error: SyntheticFGVC: dataset.image_size=8 is too small"),
+        (["fgvc_mix.train", "dataset.resize=warp"], "Error: dataset.resize='warp' is not known; choose 'shorter'"),
     ],
 )
 def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path, command, message):
@@ -140,12 +146,34 @@ def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path,
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.num_classes=99", r"dataset\.num_classes=99 is not supported; choose 2 <= num_classes <= 36"),
+        ("dataset.options.train_size=0", r"dataset\.options\.train_size=0; set dataset\.options\.train_size to 1"),
+        ("dataset.options.seed=-1", r"dataset\.options\.seed=-1; set it to 0 or more"),
+        ("+dataset.options.num_distractors=-1", r"dataset\.options\.num_distractors=-1; set it to 0 or more"),
+        ("+dataset.options.part_scale=2", r"dataset\.options\.part_scale=2; set it in \[0\.5, 1\.25\]"),
+        ("+dataset.options.noise=-1", r"dataset\.options\.noise=-1; set it to 0 or more"),
+    ],
+)
+def test_a_bad_synthetic_option_is_a_user_error_naming_it(tiny_config, override, message):
+    with pytest.raises(UserError, match=message):  # a plain ValueError would print a traceback from train
+        build(tiny_config(override))
+
+
+@pytest.mark.parametrize("accelerator", ["tpu", "gpu"])
+def test_a_bad_or_unavailable_evaluate_accelerator_is_a_user_error_naming_it(accelerator, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=rf"accelerator='?{accelerator}'? .*accelerator=cpu"):
+        select_device(accelerator)
+
+
 def test_a_user_error_in_a_multirun_job_is_raised_for_hydra_to_record(monkeypatch):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from fgvc_mix.config import one_line_user_errors
-    from fgvc_mix.errors import UserError
 
     class Multirun:
         mode = RunMode.MULTIRUN

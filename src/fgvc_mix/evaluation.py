@@ -23,6 +23,7 @@ from fgvc_mix.module import FGVCModule, classification_metrics
 from fgvc_mix.reports import confusion_counts, write_report
 
 TTA_MODES = ("none", "flip")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 CHECKPOINT_KEYS = {"hyper_parameters", "datamodule_hyper_parameters", "state_dict"}
 ANOTHER_VERSION = "If another version of fgvc_mix wrote it, load it with that version, or retrain"
 T = TypeVar("T")
@@ -110,20 +111,31 @@ def _check_weights(path: Path, expected: dict[str, Tensor], stored: dict[str, Te
 
 def select_device(accelerator: str) -> torch.device:
     """``auto`` (a GPU when there is one), ``cpu`` or ``gpu``/``cuda``."""
-    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
-        raise ValueError(f"accelerator must be auto, cpu or gpu, got {accelerator!r}")
+    if accelerator not in ACCELERATORS:
+        raise UserError(
+            f"accelerator={accelerator!r} is not known; choose accelerator=auto (a GPU when there is one), "
+            "accelerator=cpu or accelerator=gpu"
+        )
     if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"accelerator={accelerator} but no CUDA GPU is visible; use accelerator=cpu")
+        raise UserError(f"accelerator={accelerator} but no CUDA GPU is visible; use accelerator=cpu")
     return torch.device("cuda")
+
+
+def check_tta(tta: str) -> None:
+    """Refuse an unknown ``tta`` before the checkpoint is loaded, not at the first batch."""
+    if tta not in TTA_MODES:
+        raise UserError(
+            f"tta={tta!r} is not known; choose tta=none (the image as it is) or tta=flip "
+            "(average with the mirrored image's prediction)"
+        )
 
 
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: Tensor, tta: str = "none") -> Tensor:
     """Class probabilities of the prediction logits; ``tta=flip`` averages them with the mirrored image's."""
-    if tta not in TTA_MODES:
-        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    check_tta(tta)
     probabilities = model(images).float().softmax(dim=1)
     if tta == "flip":
         probabilities = (probabilities + model(images.flip(-1)).float().softmax(dim=1)) / 2
@@ -141,8 +153,9 @@ def evaluate(
 
     With ``output_dir`` the full report is written there (see :func:`write_report`).
     """
-    module, datamodule = load_checkpoint(ckpt_path, dataset_overrides)
+    check_tta(tta)
     device = select_device(accelerator)
+    module, datamodule = load_checkpoint(ckpt_path, dataset_overrides)
     module.to(device)
     datamodule.setup("test")
     num_classes = module.hparams.num_classes

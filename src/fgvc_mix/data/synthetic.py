@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from fgvc_mix.errors import UserError
+
 SHAPES: tuple[str, ...] = ("circle", "cross", "ring", "bar", "triangle", "square")
 TEXTURES: tuple[str, ...] = ("plain", "striped", "checkered", "dotted", "grid", "speckled")
 MAX_CLASSES: int = len(SHAPES) * len(TEXTURES)
@@ -73,8 +75,8 @@ _RENDERED: dict[tuple, SyntheticSample] = {}  # process-wide; filled only by dat
 def class_grid(num_classes: int) -> list[tuple[int, int]]:
     """(shape index, texture index) of each class, row-major over the smallest square-ish grid."""
     if not 2 <= num_classes <= MAX_CLASSES:
-        raise ValueError(
-            f"SyntheticFGVC: num_classes={num_classes} is not supported; choose 2 <= num_classes <= "
+        raise UserError(
+            f"SyntheticFGVC: dataset.num_classes={num_classes} is not supported; choose 2 <= num_classes <= "
             f"{MAX_CLASSES} ({len(SHAPES)} head-mark shapes x {len(TEXTURES)} wing-patch textures)"
         )
     num_shapes = math.ceil(math.sqrt(num_classes))
@@ -83,14 +85,28 @@ def class_grid(num_classes: int) -> list[tuple[int, int]]:
     return pairs[:num_classes]
 
 
-def check_generated_split(dataset: str, split: str, num_samples: int, image_size: int) -> None:
-    """The options every generated dataset shares, refused with the dataset's name before anything is drawn."""
+def check_generated_split(
+    dataset: str,
+    split: str,
+    num_samples: int,
+    image_size: int,
+    *,
+    size_key: str = "num_samples",
+    image_size_key: str = "image_size",
+) -> None:
+    """The options every generated dataset shares, refused with the dataset's name before anything is drawn.
+
+    ``size_key`` and ``image_size_key`` are the config keys that set the two sizes, for the message
+    to name what to change; ``split`` is the calling code's choice, not a setting.
+    """
     if split not in SPLITS:
         raise ValueError(f"{dataset}: split={split!r} is not one of {SPLITS}")
     if num_samples < 1:
-        raise ValueError(f"{dataset}: num_samples must be >= 1, got {num_samples}")
+        raise UserError(f"{dataset}: {size_key}={num_samples}; set {size_key} to 1 or more")
     if image_size < 32:
-        raise ValueError(f"{dataset}: image_size must be >= 32 pixels, got {image_size}")
+        raise UserError(
+            f"{dataset}: {image_size_key}={image_size} is too small to draw; set {image_size_key} to 32 or more"
+        )
 
 
 class Canvas:
@@ -217,15 +233,22 @@ class SyntheticFGVC(Dataset):
         noise: float = 0.03,
         cache: bool = False,
     ) -> None:
-        check_generated_split("SyntheticFGVC", split, num_samples, image_size)
+        check_generated_split(
+            "SyntheticFGVC",
+            split,
+            num_samples,
+            image_size,
+            size_key=f"dataset.options.{split}_size",
+            image_size_key="dataset.image_size",
+        )
         if seed < 0:
-            raise ValueError(f"SyntheticFGVC: seed must be >= 0, got {seed}")
+            raise UserError(f"SyntheticFGVC: dataset.options.seed={seed}; set it to 0 or more")
         if num_distractors < 0:
-            raise ValueError(f"SyntheticFGVC: num_distractors must be >= 0, got {num_distractors}")
+            raise UserError(f"SyntheticFGVC: dataset.options.num_distractors={num_distractors}; set it to 0 or more")
         if not 0.5 <= part_scale <= 1.25:
-            raise ValueError(f"SyntheticFGVC: part_scale must be in [0.5, 1.25], got {part_scale}")
+            raise UserError(f"SyntheticFGVC: dataset.options.part_scale={part_scale}; set it in [0.5, 1.25]")
         if noise < 0:
-            raise ValueError(f"SyntheticFGVC: noise must be >= 0, got {noise}")
+            raise UserError(f"SyntheticFGVC: dataset.options.noise={noise}; set it to 0 or more (pixel noise std)")
         self._grid = class_grid(num_classes)
         self.split = split
         self.num_samples = num_samples

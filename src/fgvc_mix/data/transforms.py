@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
+from fgvc_mix.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("shorter", "square")
@@ -23,7 +25,7 @@ RESIZE_MODES = ("shorter", "square")
 def check_resize_mode(resize: str) -> None:
     """Refuse an unknown ``dataset.resize`` before any image is read."""
     if resize not in RESIZE_MODES:
-        raise ValueError(
+        raise UserError(
             f"dataset.resize={resize!r} is not known; choose 'shorter' (shorter side to resize_size, aspect kept) "
             "or 'square' (warp to resize_size x resize_size)"
         )
