@@ -133,6 +133,9 @@ def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
         (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt", "tta=flop"], "Error: tta='flop' is not known; choose"),
         (["fgvc_mix.train", "dataset.image_size=8"], "Error: SyntheticFGVC: dataset.image_size=8 is too small"),
         (["fgvc_mix.train", "dataset.resize=warp"], "Error: dataset.resize='warp' is not known; choose 'shorter'"),
+        (["fgvc_mix.train", "dataset.val_source=bogus"], "Error: dataset.val_source must be one of"),
+        (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=nowhere"], "Error: images=nowhere does not exist"),
+        (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=.", "top_k=0"], "Error: top_k=0: ask for at least"),
     ],
 )
 def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path, command, message):

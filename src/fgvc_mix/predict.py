@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 
 from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.data.decoding import load_rgb_image
-from fgvc_mix.evaluation import load_checkpoint, predict_probabilities, select_device
+from fgvc_mix.errors import MissingFileError, UserError
+from fgvc_mix.evaluation import check_tta, load_checkpoint, predict_probabilities, select_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -25,10 +26,10 @@ def find_images(images: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"images={path} does not exist; pass an image file or a folder of images")
+        raise MissingFileError(f"images={path} does not exist; pass an image file or a folder of images")
     found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not found:
-        raise FileNotFoundError(f"images={path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise MissingFileError(f"images={path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return found
 
 
@@ -42,14 +43,15 @@ def predict(
 ) -> list[tuple[Path, list[tuple[str, float]]]]:
     """For each image, its ``top_k`` (class name, probability) pairs, most likely first."""
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise UserError(f"top_k={top_k}: ask for at least one class, e.g. top_k=5")
+    check_tta(tta)
+    paths = find_images(images)
     module, datamodule = load_checkpoint(ckpt_path)
     device = select_device(accelerator)
     module.to(device)
     transform = datamodule.transform(train=False)
     num_classes = module.hparams.num_classes
     class_names = module.hparams.class_names or [str(i) for i in range(num_classes)]
-    paths = find_images(images)
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]

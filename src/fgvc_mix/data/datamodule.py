@@ -67,15 +67,15 @@ class FGVCDataModule(pl.LightningDataModule):
             raise DatasetError(f"dataset={name} needs dataset.root=<folder holding the {name} files>")
         check_decode(decode, on_disk=on_disk, name=name)
         if image_size > resize_size:
-            raise ValueError(
+            raise DatasetError(
                 f"dataset.image_size={image_size} (the crop) is larger than dataset.resize_size={resize_size}; "
                 "set resize_size >= image_size"
             )
         check_resize_mode(resize)
         if val_source not in VAL_SOURCES:
-            raise ValueError(f"dataset.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
+            raise DatasetError(f"dataset.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"dataset.val_fraction must be in (0, 1), got {val_fraction}")
+            raise DatasetError(f"dataset.val_fraction must be in (0, 1), got {val_fraction}")
         self.save_hyperparameters()
         self.datasets: dict[str, Dataset] = {}
         self.class_names: list[str] = []
