@@ -40,7 +40,7 @@ def test_narrow_resnet_at_width_64_has_torchvision_keys_and_shapes(name):
 def test_pretraining_writes_the_cache_and_a_second_run_reuses_it(tiny_pretrain, tmp_path, monkeypatch):
     path = pretrain.pretrained_weights(tiny_pretrain())
     assert path.is_file() and path.parent == tmp_path / "home" / "pretrained"
-    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 24)  # the default scene: objects_with_parts
+    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 36)  # the default scene: objects
     assert not any(key.startswith("fc.") for key in torch.load(path, weights_only=True))
 
     def no_training(cfg):
@@ -168,9 +168,9 @@ def test_parts_scene_is_deterministic_per_seed_split_and_index():
     assert not torch.equal(first[5][0], other_split[5][0]) and not torch.equal(first[5][0], other_seed[5][0])
 
 
-def test_pretraining_on_the_objects_scene_has_its_36_classes(tiny_pretrain):
-    path = pretrain.pretrained_weights(tiny_pretrain("data.scene=objects"))
-    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 36)
+def test_pretraining_on_the_parts_scene_has_its_24_classes(tiny_pretrain):
+    path = pretrain.pretrained_weights(tiny_pretrain("data.scene=objects_with_parts", "data.radius=[0.30,0.45]"))
+    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 24)
 
 
 def test_an_unknown_scene_is_refused():

@@ -20,8 +20,8 @@ own random streams. ``radius`` sets the object radius range as a fraction of
 ``image_size=64, content_size=128`` objects and textures have the pixel sizes they have at
 128 px in a 4x cheaper 64-px image (the fine-tuning parts' pixel scale, in less compute).
 
-``scene`` picks what an image shows: ``objects`` (above; this class's default) or
-``objects_with_parts`` (conf/pretrain.yaml's default): one large *plain* silhouette (one of
+``scene`` picks what an image shows: ``objects`` (above; the default) or
+``objects_with_parts`` (opt-in): one large *plain* silhouette (one of
 ``SILHOUETTES``, random colour) carrying ONE small mark (a plain shape of ``SHAPES`` in a
 contrasting colour, the birds' head-mark size in pixels) at a random point where it lies
 wholly on the object; the class is the (silhouette, mark) pair, 24 classes. The background
@@ -29,6 +29,8 @@ holds the birds' clutter AND their part-like distractors (plain shapes and textu
 off the object, so only the mark ON the object tells the classes with the same silhouette
 apart: ImageNet's objects-with-parts in clutter, still without birds (no ellipse body, no
 head-mark + wing-patch pair, no textured part on an object).
+It localises the birds' parts better before fine-tuning, but transfers worse to them
+(docs/results/pretraining_variants_2026-12-01b.md), so ``objects`` stays the default.
 """
 
 from __future__ import annotations
