@@ -9,7 +9,7 @@ import torchvision
 from fgvc_mix import pretrain
 from fgvc_mix.config import compose_config
 from fgvc_mix.data.synthetic import SHAPES, Canvas
-from fgvc_mix.data.synthetic_pretrain import SILHOUETTES, SyntheticObjects
+from fgvc_mix.data.synthetic_pretrain import OBJECT_CLASSES, PART_CLASSES, SILHOUETTES, SyntheticObjects
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.backbones import NarrowResNet
 
@@ -120,6 +120,9 @@ def test_the_objects_scene_keeps_the_cache_key_it_had_before_the_option(tiny_pre
     del before.data.scene  # a config written before the option existed
     assert pretrain.weights_file(objects) == pretrain.weights_file(before)
     assert pretrain.weights_file(tiny_pretrain("data.scene=objects_with_parts")) != pretrain.weights_file(before)
+    del before.data.parts_radius  # nor the parts' radius option (null: data.radius)
+    assert pretrain.weights_file(objects) == pretrain.weights_file(before)
+    assert pretrain.weights_file(tiny_pretrain("data.parts_radius=[0.30,0.45]")) != pretrain.weights_file(before)
 
 
 def test_parts_scene_puts_one_mark_on_the_object_and_distractors_off_it():
@@ -176,3 +179,65 @@ def test_pretraining_on_the_parts_scene_has_its_24_classes(tiny_pretrain):
 def test_an_unknown_scene_is_refused():
     with pytest.raises(ValueError, match=r"data\.scene"):
         SyntheticObjects("train", 4, 64, scene="birds")
+
+
+MIXED = {"scene": "mixed", "radius": (0.10, 0.30), "parts_radius": (0.30, 0.45)}
+
+
+def test_mixed_scene_alternates_the_two_scenes_with_their_own_classes():
+    dataset = SyntheticObjects("train", 240, 64, **MIXED)
+    assert dataset.classes == [*OBJECT_CLASSES, *PART_CLASSES] and len(dataset.classes) == 60
+    objects, parts = dataset.targets[0::2], dataset.targets[1::2]
+    assert sorted(set(objects)) == list(range(36)) and sorted(set(parts)) == list(range(36, 60))
+    assert max(map(objects.count, set(objects))) - min(map(objects.count, set(objects))) <= 1  # balanced per scene
+    assert max(map(parts.count, set(parts))) - min(map(parts.count, set(parts))) <= 1
+    samples = [dataset.render(i) for i in range(8)]
+    assert [bool(s.mark_mask.any()) for s in samples] == [False, True] * 4  # marks only in the parts scene
+
+
+def test_mixed_scene_draws_each_scene_at_its_own_radius():
+    """Objects images do not depend on parts_radius; parts images are drawn larger with the larger range."""
+    wide, same = (
+        SyntheticObjects("test", 16, 128, **MIXED),
+        SyntheticObjects("test", 16, 128, **{**MIXED, "parts_radius": None}),
+    )
+    assert all(torch.equal(wide[i][0], same[i][0]) for i in range(0, 16, 2))
+    parts = range(1, 16, 2)
+    assert _object_area(wide, parts) > 2 * _object_area(same, parts)
+
+
+def _object_area(dataset: SyntheticObjects, indices: range) -> int:
+    """Pixels of the objects of ``dataset``'s images ``indices``."""
+    return sum(int(dataset.render(i).object_mask.sum()) for i in indices)
+
+
+def test_mixed_scene_parts_images_show_their_class(monkeypatch):
+    """An odd image of class 36 + k draws PART_CLASSES[k]'s silhouette first."""
+    dataset = SyntheticObjects("val", 24, 64, **MIXED)
+    shapes, shape = [], Canvas.shape
+
+    def spy_shape(self, rng, shape_id, *args):
+        shapes.append(SHAPES[shape_id])
+        return shape(self, rng, shape_id, *args)
+
+    monkeypatch.setattr(Canvas, "shape", spy_shape)
+    for index in range(1, 24, 4):
+        shapes.clear()
+        dataset.render(index)
+        assert shapes[0] == dataset.classes[dataset.targets[index]].split("/")[0]
+
+
+def test_mixed_scene_is_deterministic_per_seed_split_and_index():
+    first, again = SyntheticObjects("test", 8, 64, seed=1, **MIXED), SyntheticObjects("test", 8, 64, seed=1, **MIXED)
+    assert first.targets == again.targets and all(torch.equal(first[i][0], again[i][0]) for i in range(8))
+    assert not torch.equal(first[3][0], SyntheticObjects("test", 8, 64, **MIXED)[3][0])
+
+
+def test_pretraining_on_the_mixed_scene_has_its_60_classes(tiny_pretrain):
+    path = pretrain.pretrained_weights(tiny_pretrain("data.scene=mixed", "data.parts_radius=[0.30,0.45]"))
+    assert pretrain.pretraining_report(path)["chance"] == pytest.approx(1 / 60)
+
+
+def test_a_reversed_parts_radius_range_is_refused():
+    with pytest.raises(ValueError, match=r"data\.parts_radius"):
+        SyntheticObjects("train", 4, 64, scene="mixed", parts_radius=(0.45, 0.30))

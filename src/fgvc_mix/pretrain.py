@@ -40,7 +40,7 @@ FORMAT_VERSION = 1  # bump when the task or the loop changes what the same setti
 HASHED_KEYS = ("model", "data", "optim", "seed")  # the settings that change the weights (not the device)
 # Options added after weights were cached: left out of the hash at these values (today's behaviour), so the
 # cached files keep their names.
-UNHASHED_DEFAULTS = {("data", "scene"): "objects"}
+UNHASHED_DEFAULTS = {("data", "scene"): "objects", ("data", "parts_radius"): None}
 
 
 def cache_home() -> Path:
@@ -55,7 +55,7 @@ def weights_file(cfg: DictConfig) -> Path:
     }
     for (section, key), default in UNHASHED_DEFAULTS.items():
         if settings[section].get(key) == default:
-            del settings[section][key]
+            settings[section].pop(key, None)
     text = json.dumps({"version": FORMAT_VERSION, **settings}, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     root = Path(cfg.cache_dir) if cfg.get("cache_dir") else cache_home()
@@ -94,7 +94,13 @@ def train_backbone(cfg: DictConfig) -> tuple[NarrowResNet, dict[str, Any]]:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = cfg.data
-    drawing = {"radius": tuple(data.radius), "content_size": data.content_size, "scene": data.get("scene", "objects")}
+    parts_radius = data.get("parts_radius")
+    drawing = {
+        "radius": tuple(data.radius),
+        "content_size": data.content_size,
+        "scene": data.get("scene", "objects"),
+        "parts_radius": tuple(parts_radius) if parts_radius else None,
+    }
     train_set = SyntheticObjects("train", data.train_size, data.image_size, data.seed, data.noise, **drawing)
     train_images, train_labels = _render(train_set, cfg.num_workers)
     test_images, test_labels = _render(

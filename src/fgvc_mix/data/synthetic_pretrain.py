@@ -31,6 +31,11 @@ apart: ImageNet's objects-with-parts in clutter, still without birds (no ellipse
 head-mark + wing-patch pair, no textured part on an object).
 It localises the birds' parts better before fine-tuning, but transfers worse to them
 (docs/results/pretraining_variants_2026-12-01b.md), so ``objects`` stays the default.
+``parts_radius`` sets its silhouettes' radius range (``None``: ``radius``).
+
+``mixed`` (opt-in) holds both: even indices draw the ``objects`` scene at ``radius``, odd
+ones the ``objects_with_parts`` scene at ``parts_radius``; the classes are the union
+(objects 0-35, then objects-with-parts 36-59), each scene's classes balanced over its half.
 """
 
 from __future__ import annotations
@@ -55,13 +60,17 @@ from fgvc_mix.data.synthetic import (
 )
 from fgvc_mix.errors import UserError
 
-SCENES = ("objects", "objects_with_parts")
+SCENES = ("objects", "objects_with_parts", "mixed")
+MIXED_SCENES = ("objects", "objects_with_parts")  # the mixed scene's scene of index i: MIXED_SCENES[i % 2]
 # Silhouettes of the parts scene: no circle (an ellipse, the birds' body) and no ring (a mark does not fit on its band).
 SILHOUETTES = tuple(name for name in SHAPES if name not in ("circle", "ring"))
 NUM_DISTRACTORS = 4  # part-like distractors off the object in the parts scene (the birds' default)
 _MARK_TRIES = 32  # random points of the silhouette tried for a mark that lies wholly on it
 RADIUS_RANGE = (0.10, 0.30)  # object radius as a fraction of the image side
 TEXTURE_SCALE = (0.6, 1.4)  # texture period relative to the birds' at part_scale=1
+OBJECT_CLASSES = tuple(f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES)
+PART_CLASSES = tuple(f"{silhouette}/{mark}-mark" for silhouette in SILHOUETTES for mark in SHAPES)
+SCENE_CLASSES = {"objects": OBJECT_CLASSES, "objects_with_parts": PART_CLASSES}
 _IMAGE_STREAM = 2  # distinct from the birds' streams, so the same seed draws other images
 
 
@@ -88,29 +97,41 @@ class SyntheticObjects(Dataset):
         radius: tuple[float, float] = RADIUS_RANGE,
         content_size: int | None = None,
         scene: str = "objects",
+        parts_radius: tuple[float, float] | None = None,
     ) -> None:
         check_generated_split("SyntheticObjects", split, num_samples, image_size)
         if scene not in SCENES:
             raise UserError(f"SyntheticObjects: scene (data.scene) must be one of {SCENES}, got {scene!r}")
-        if not 0 < radius[0] <= radius[1]:
-            raise UserError(
-                f"SyntheticObjects: radius (data.radius) must be [low, high] with 0 < low <= high, got {radius}"
-            )
+        parts_radius = parts_radius or radius
+        for option, value in (("radius", radius), ("parts_radius", parts_radius)):
+            if not 0 < value[0] <= value[1]:
+                raise UserError(
+                    f"SyntheticObjects: {option} (data.{option}) must be [low, high] with 0 < low <= high, got {value}"
+                )
         self.num_samples = num_samples
         self.seed = seed
         self.noise = noise
-        self.radius = radius
         self.content_size = content_size or image_size
         self.scene = scene
-        if scene == "objects":
-            self.classes = [f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES]
-        else:
-            self.classes = [f"{silhouette}/{mark}-mark" for silhouette in SILHOUETTES for mark in SHAPES]
+        self._radius = {"objects": radius, "objects_with_parts": parts_radius}
         self._split_code = SPLITS.index(split)
         self._canvas = Canvas(image_size)
-        # Balanced classes in a seeded order.
+        # Balanced classes in a seeded order (in the mixed scene: each scene's over its half of the indices).
         order = np.random.default_rng([seed, self._split_code, _IMAGE_STREAM, num_samples])
-        self.targets: list[int] = order.permutation(np.arange(num_samples) % len(self.classes)).tolist()
+        if scene != "mixed":
+            self.classes = list(SCENE_CLASSES[scene])
+            self.targets: list[int] = order.permutation(np.arange(num_samples) % len(self.classes)).tolist()
+            return
+        self.classes = [*OBJECT_CLASSES, *PART_CLASSES]
+        targets = np.empty(num_samples, dtype=np.int64)
+        for parity, offset, count in ((0, 0, len(OBJECT_CLASSES)), (1, len(OBJECT_CLASSES), len(PART_CLASSES))):
+            slots = np.arange(parity, num_samples, 2)
+            targets[slots] = offset + order.permutation(np.arange(len(slots)) % count)
+        self.targets = targets.tolist()
+
+    def scene_of(self, index: int) -> str:
+        """The scene image ``index`` is drawn from (``objects`` or ``objects_with_parts``)."""
+        return MIXED_SCENES[index % 2] if self.scene == "mixed" else self.scene
 
     def __len__(self) -> int:
         return self.num_samples
@@ -122,30 +143,32 @@ class SyntheticObjects(Dataset):
     def render(self, index: int) -> ObjectSample:
         """Image ``index`` of this split with its object, mark and distractor masks."""
         label = self.targets[index]
+        scene = self.scene_of(index)
         rng = np.random.default_rng([self.seed, self._split_code, _IMAGE_STREAM, index])
         image = self._canvas.background(rng)
-        if self.scene == "objects":
+        if scene == "objects":
             region = self._textured_object(rng, image, label)
             mark = distractors = np.zeros_like(region)
-        else:
-            region, mark, distractors = self._object_with_mark(rng, image, label)
+        else:  # the parts scene's own class index (after the objects' in the mixed scene)
+            local = label - len(OBJECT_CLASSES) if self.scene == "mixed" else label
+            region, mark, distractors = self._object_with_mark(rng, image, local)
         if self.noise > 0:
             image += rng.normal(0.0, self.noise, size=image.shape)
         np.clip(image, 0.0, 1.0, out=image)
         masks = (torch.from_numpy(m) for m in (region, mark, distractors))
         return ObjectSample(torch.from_numpy(image.astype(np.float32)), label, *masks)
 
-    def _place(self, rng: np.random.Generator) -> tuple[float, float, float, float]:
-        """Radius, centre (at most half the object cut by the border) and rotation of the object."""
+    def _place(self, rng: np.random.Generator, scene: str) -> tuple[float, float, float, float]:
+        """Radius (``scene``'s range), centre (at most half the object cut by the border) and rotation of the object."""
         size = self._canvas.image_size
-        radius = self.content_size * rng.uniform(*self.radius)
+        radius = self.content_size * rng.uniform(*self._radius[scene])
         cx, cy = rng.uniform(0.5 * radius, size - 0.5 * radius, size=2)
         return radius, cx, cy, rng.uniform(0.0, 2.0 * math.pi)
 
     def _textured_object(self, rng: np.random.Generator, image: np.ndarray, label: int) -> np.ndarray:
         """The ``objects`` scene: a silhouette of ``SHAPES`` filled with a texture of ``TEXTURES``; its mask."""
         shape_id, texture_id = divmod(label, len(TEXTURES))
-        radius, cx, cy, angle = self._place(rng)
+        radius, cx, cy, angle = self._place(rng, "objects")
         # `shape` draws a head mark of radius _HEAD_RADIUS * part_size; the texture's period is
         # independent of the object's size, around the birds' wing patches' (TEXTURE_SCALE).
         region = self._canvas.shape(rng, shape_id, cx, cy, angle, 0.0, 0.0, radius / _HEAD_RADIUS)
@@ -161,7 +184,7 @@ class SyntheticObjects(Dataset):
         """The ``objects_with_parts`` scene: a plain silhouette, one mark on it, distractors off it; their masks."""
         canvas = self._canvas
         silhouette_id, mark_id = divmod(label, len(SHAPES))
-        radius, cx, cy, angle = self._place(rng)
+        radius, cx, cy, angle = self._place(rng, "objects_with_parts")
         body = canvas.shape(
             rng, SHAPES.index(SILHOUETTES[silhouette_id]), cx, cy, angle, 0.0, 0.0, radius / _HEAD_RADIUS
         )
