@@ -36,6 +36,7 @@ It localises the birds' parts better before fine-tuning, but transfers worse to 
 ``mixed`` (opt-in) holds both: even indices draw the ``objects`` scene at ``radius``, odd
 ones the ``objects_with_parts`` scene at ``parts_radius``; the classes are the union
 (objects 0-35, then objects-with-parts 36-59), each scene's classes balanced over its half.
+It lands between the two on both counts (same record), so it is not the default either.
 """
 
 from __future__ import annotations
