@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.label_fidelity import SNAPMIX_BETA, masked_samples, measure, part_mask_source
 from fgvc_mix.mixing import CamForward, MixedBatch, box_areas
 from fgvc_mix.models.batchnorm import eval_mode
@@ -173,9 +174,9 @@ class LabelNoiseMeter(pl.Callback):
 
     def __init__(self, every_n_epochs: int = 1, num_pairs: int = 128, seed: int = 0, beta: float = SNAPMIX_BETA):
         if every_n_epochs < 1:
-            raise ValueError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise UserError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
         if num_pairs < 2:
-            raise ValueError(f"LabelNoiseMeter: num_pairs must be >= 2, got {num_pairs}")
+            raise UserError(f"LabelNoiseMeter: num_pairs must be >= 2, got {num_pairs}")
         self.every_n_epochs = every_n_epochs
         self.num_pairs = num_pairs
         self.seed = seed

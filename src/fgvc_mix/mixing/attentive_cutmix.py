@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import random_partner, to_device
 from fgvc_mix.mixing.cam_forward import CamForward
@@ -85,9 +86,9 @@ class AttentiveCutMix(Mixer):
         super().__init__(prob, per_sample, seed)
         self.cam_forward = CamForward(**cam_options)
         if grid < 1:
-            raise ValueError(f"mix.grid must be >= 1 (cells per side), got {grid}")
+            raise UserError(f"mix.grid must be >= 1 (cells per side), got {grid}")
         if not 0 <= top_k <= grid * grid:
-            raise ValueError(f"mix.top_k must be in [0, grid * grid = {grid * grid}] (cells pasted), got {top_k}")
+            raise UserError(f"mix.top_k must be in [0, grid * grid = {grid * grid}] (cells pasted), got {top_k}")
         self.grid = int(grid)
         self.top_k = int(top_k)
 

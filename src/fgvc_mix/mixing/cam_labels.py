@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.cam_forward import CamForward
 
 LABEL_RULES = ("area", "cam")
@@ -20,7 +21,7 @@ def labels_cam_forward(labels: str, cam_options: dict[str, Any]) -> CamForward |
     """The ``CamForward`` of a mixer whose ``mix.labels`` may ask for CAM-mass weights (SnapMix's rule);
     ``None`` for area labels, which need no CAMs and so take no ``mix.cam_*`` options."""
     if labels not in LABEL_RULES:
-        raise ValueError(
+        raise UserError(
             f"mix.labels must be one of {LABEL_RULES} (area: pixel share; cam: CAM mass, as SnapMix), got {labels!r}"
         )
     if labels == "cam":

@@ -18,6 +18,7 @@ import functools
 import torch
 from torch import Tensor
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import random_partner, sample_beta, to_device
 from fgvc_mix.mixing.cam_labels import labels_cam_forward, mask_weights
@@ -117,7 +118,7 @@ class FMix(Mixer):
         self.cam_forward = labels_cam_forward(labels, cam_options)
         _check_positive("alpha", alpha)
         if not decay_power > 0:
-            raise ValueError(f"mix.decay_power must be > 0 (spectrum ~ 1 / f ** decay_power), got {decay_power}")
+            raise UserError(f"mix.decay_power must be > 0 (spectrum ~ 1 / f ** decay_power), got {decay_power}")
         self.alpha = float(alpha)
         self.decay_power = float(decay_power)
         self.labels = labels

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch, no_mix
 from fgvc_mix.mixing.cam_forward import CamForward
 from fgvc_mix.mixing.cutmix import cutmix
@@ -35,7 +36,7 @@ from fgvc_mix.mixing.snapmix import SAME_LABEL_RULES, snapmix
 
 def _check_positive(name: str, value: float) -> None:
     if not value > 0:
-        raise ValueError(f"mix.{name} must be > 0 (a Beta({name}, {name}) concentration), got {value}")
+        raise UserError(f"mix.{name} must be > 0 (a Beta({name}, {name}) concentration), got {value}")
 
 
 def _decision_seed(seed: int, step: int) -> int:
@@ -58,7 +59,7 @@ class Mixer:
 
     def __init__(self, prob: float = 1.0, per_sample: bool = False, seed: int | None = None):
         if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mix.prob must be in [0, 1] (the chance a batch is mixed), got {prob}")
+            raise UserError(f"mix.prob must be in [0, 1] (the chance a batch is mixed), got {prob}")
         self.prob = float(prob)
         self.per_sample = per_sample
         seed = 0 if seed is None else seed
@@ -165,7 +166,7 @@ class SnapMix(Mixer):
         self.cam_forward = CamForward(**cam_options)
         _check_positive("beta", beta)
         if same_label not in SAME_LABEL_RULES:
-            raise ValueError(f"mix.same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
+            raise UserError(f"mix.same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
         self.beta = float(beta)
         self.same_label = same_label
 

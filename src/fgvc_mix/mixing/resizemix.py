@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import box_areas, box_masks, paste, random_partner, to_device
 from fgvc_mix.mixing.cam_labels import labels_cam_forward
@@ -97,7 +98,7 @@ class ResizeMix(Mixer):
         super().__init__(prob, per_sample, seed)
         self.cam_forward = labels_cam_forward(labels, cam_options)
         if not (isinstance(scope, Sequence) and len(scope) == 2 and 0.0 <= scope[0] <= scope[1] <= 1.0):
-            raise ValueError(
+            raise UserError(
                 f"mix.scope must be [low, high] with 0 <= low <= high <= 1 (box side / image side), got {scope}"
             )
         self.scope = (float(scope[0]), float(scope[1]))

@@ -25,6 +25,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.cutmix import cutmix
 from fgvc_mix.mixing.mixers import Mixer, _check_positive
@@ -93,7 +94,7 @@ class TransMix(Mixer):
         super().__init__(prob, per_sample, seed)
         _check_positive("alpha", alpha)
         if not 0.0 <= attention_share <= 1.0:
-            raise ValueError(f"mix.attention_share must be in [0, 1] (0: CutMix's area labels), got {attention_share}")
+            raise UserError(f"mix.attention_share must be in [0, 1] (0: CutMix's area labels), got {attention_share}")
         self.alpha = float(alpha)
         self.attention_share = float(attention_share)
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from torchvision.models.inception import InceptionAux
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from fgvc_mix.errors import WeightsUnavailableError
+from fgvc_mix.errors import UserError, WeightsUnavailableError
 
 # Name prefixes of transformer/MLP families (torchvision and timm): timm's go to models/transformers.py.
 TRANSFORMER_PREFIXES = (
@@ -53,7 +53,7 @@ def is_transformer(name: str) -> bool:
 def reject_transformer(name: str) -> None:
     """A clear error for torchvision's transformers: their token CAMs come through timm's models."""
     if is_transformer(name):
-        raise ValueError(
+        raise UserError(
             f"model.name={name!r} is a torchvision transformer/MLP model: fgvc_mix builds token CAMs from timm's "
             "vision transformers only. Use model=timm model.name=<timm name> (e.g. deit_tiny_patch16_224, "
             "vit_base_patch16_224, swin_tiny_patch4_window7_224), or a convolutional backbone"
@@ -110,7 +110,7 @@ def small_cnn(pretrained: bool = False, weights_path: str | None = None, width: 
     too coarse for CAMs to locate small parts.
     """
     if pretrained or weights_path:
-        raise ValueError("model=small_cnn has no pretrained weights; set model.pretrained=false, weights_path=null")
+        raise UserError("model=small_cnn has no pretrained weights; set model.pretrained=false, weights_path=null")
     stages: list[nn.Module] = []
     in_channels = 3
     for stage in range(4):
@@ -138,13 +138,13 @@ def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, cla
     try:
         missing, _ = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # tensors of other shapes: another width or variant
-        raise ValueError(
+        raise UserError(
             f"model.weights_path={path} does not fit this {name} ({str(error).splitlines()[-1].strip()}). "
             "Build the model the weights were trained as (e.g. the same model.backbone_options.width)"
         ) from None
     missing = [key for key in missing if not key.startswith(classifier_prefix)]
     if missing:
-        raise ValueError(f"model.weights_path={path} is not a torchvision {name} state dict: missing {missing[:5]}")
+        raise UserError(f"model.weights_path={path} is not a torchvision {name} state dict: missing {missing[:5]}")
 
 
 def weights_download_error(name: str, error: OSError) -> OSError:
@@ -195,7 +195,7 @@ class NarrowResNet(torchvision.models.ResNet):
 
     def __init__(self, name: str, width: int, num_classes: int = 1000, dilate_last_stage: bool = False) -> None:
         if width < 1:
-            raise ValueError(f"model.backbone_options.width must be >= 1, got {width}")
+            raise UserError(f"model.backbone_options.width must be >= 1, got {width}")
         block, layers = RESNET_LAYOUTS[name]
         super().__init__(block, [1, 1, 1, 1], num_classes)  # torchvision's bookkeeping; the layers are rebuilt
         self.inplanes = width
@@ -251,7 +251,7 @@ def resnet_network(
             dilate_layer4(net)
         return net
     if pretrained and not weights_path:
-        raise ValueError(
+        raise UserError(
             f"model.backbone_options.width={width}: torchvision's ImageNet weights exist only for width "
             f"{TORCHVISION_RESNET_WIDTH}; set model.pretrained=false, or model.weights_path to weights of this "
             "width (python -m fgvc_mix.pretrain writes them)"
@@ -386,7 +386,7 @@ class TimmBackbone(Backbone):
     def forward_stages(self, images: Tensor) -> tuple[Tensor, Tensor]:
         mid, last = self.body(images)
         if last.ndim != 4:
-            raise ValueError(
+            raise UserError(
                 f"timm model {self.name!r} gives {last.ndim}-D features, not a (B, C, h, w) map: SnapMix needs a "
                 "CNN with a spatial feature map and a linear head; choose a convolutional timm model"
             )
@@ -436,9 +436,9 @@ def timm_backbone(
     try:
         net = create(name, features_only=True, out_indices=(-2, -1), **options)
     except RuntimeError as error:  # timm's "Unknown model" and "features_only not implemented"
-        raise ValueError(f"model.name={name!r}: timm cannot build it as a feature extractor ({error})") from None
+        raise UserError(f"model.name={name!r}: timm cannot build it as a feature extractor ({error})") from None
     if any(module_name.endswith("patch_embed") for module_name, _ in net.named_modules()):
-        raise ValueError(  # a patch-embedding transformer under a name without a transformer prefix
+        raise UserError(  # a patch-embedding transformer under a name without a transformer prefix
             f"model.name={name!r} is a patch-embedding transformer that fgvc_mix does not know; token CAMs come "
             "from timm's vit_*, deit_* and swin_* models"
         )
@@ -471,10 +471,10 @@ def build_backbone(
     if source == "timm":
         return timm_backbone(name, pretrained, weights_path, image_size, **options)
     if source != "builtin":
-        raise ValueError(f"model.source={source!r} is not known; choose builtin (the BACKBONES names) or timm")
+        raise UserError(f"model.source={source!r} is not known; choose builtin (the BACKBONES names) or timm")
     reject_transformer(name)
     if name not in BACKBONES:
-        raise ValueError(
+        raise UserError(
             f"model.name={name!r} is not a known backbone; choose one of {sorted(BACKBONES)}, "
             "or any convolutional timm model with model=timm model.name=<timm name>"
         )
