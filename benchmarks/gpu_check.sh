@@ -22,8 +22,8 @@
 #   .venv/bin/python -m pip download hydra-core==1.3.8 omegaconf==2.3.1 --no-deps -d wheels/
 #   .venv/bin/python -m pip wheel antlr4-python3-runtime==4.9.3 --no-deps -w wheels/
 #   run(command="bash benchmarks/gpu_check.sh", carry=["wheels"], timeout_s=540)
-# Dry run on CPU, tiny sizes, every command (10 minutes on 2 loaded, shared cores):
-#   DRY_RUN=1 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
+# Dry run on CPU, tiny sizes, every command (2 min 20 s on 2 idle cores, 2026-12-01):
+#   DRY_RUN=1 PYTHON=$PWD/.venv/bin/python bash benchmarks/gpu_check.sh   (an absolute PYTHON: sections run from benchmarks/)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/benchmarks/outputs/gpu_check}
