@@ -23,13 +23,14 @@
 #   .venv/bin/python -m pip wheel antlr4-python3-runtime==4.9.3 --no-deps -w wheels/
 #   run(command="bash benchmarks/gpu_check.sh", carry=["wheels"], timeout_s=540)
 # Dry run on CPU, tiny sizes, every command (2 min 20 s on 2 idle cores, 2026-12-01):
-#   DRY_RUN=1 PYTHON=$PWD/.venv/bin/python bash benchmarks/gpu_check.sh   (an absolute PYTHON: sections run from benchmarks/)
+#   DRY_RUN=1 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/benchmarks/outputs/gpu_check}
 mkdir -p "$out"
 exec > >(tee "$out/gpu_check.log") 2>&1
 python=${PYTHON:-python3}
+[[ $python == */* ]] && python=$(cd "$(dirname "$python")" && pwd)/$(basename "$python") # sections cd
 if ! $python -c "import hydra" 2>/dev/null; then
     $python -m pip install -q --no-index --no-deps --no-compile --target /tmp/fgvc_site "$root"/wheels/*.whl || exit 1
     export PYTHONPATH=/tmp/fgvc_site
