@@ -150,19 +150,26 @@ def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path,
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("overrides", "message"),
     [
-        ("dataset.num_classes=99", r"dataset\.num_classes=99 is not supported; choose 2 <= num_classes <= 36"),
-        ("dataset.options.train_size=0", r"dataset\.options\.train_size=0; set dataset\.options\.train_size to 1"),
-        ("dataset.options.seed=-1", r"dataset\.options\.seed=-1; set it to 0 or more"),
-        ("+dataset.options.num_distractors=-1", r"dataset\.options\.num_distractors=-1; set it to 0 or more"),
-        ("+dataset.options.part_scale=2", r"dataset\.options\.part_scale=2; set it in \[0\.5, 1\.25\]"),
-        ("+dataset.options.noise=-1", r"dataset\.options\.noise=-1; set it to 0 or more"),
+        (["dataset.num_classes=99"], r"dataset\.num_classes=99 is not supported; choose 2 <= num_classes <= 36"),
+        (["dataset.options.train_size=0"], r"dataset\.options\.train_size=0; set dataset\.options\.train_size to 1"),
+        (["dataset.options.seed=-1"], r"dataset\.options\.seed=-1; set it to 0 or more"),
+        (["+dataset.options.num_distractors=-1"], r"dataset\.options\.num_distractors=-1; set it to 0 or more"),
+        (["+dataset.options.part_scale=2"], r"dataset\.options\.part_scale=2; set it in \[0\.5, 1\.25\]"),
+        (["+dataset.options.noise=-1"], r"dataset\.options\.noise=-1; set it to 0 or more"),
+        (["mix=snapmix", "mix.prob=2"], r"mix\.prob must be in \[0, 1\]"),
+        (["mix=snapmix", "mix.beta=0"], r"mix\.beta must be > 0"),
+        (["mix=attentive_cutmix", "mix.grid=0"], r"mix\.grid must be >= 1"),
+        (["mix=fmix", "mix.decay_power=0"], r"mix\.decay_power must be > 0"),
+        (["mix=resizemix", "mix.scope=[0.5,0.1]"], r"mix\.scope must be \[low, high\]"),
+        (["model.name=nonet"], r"model\.name='nonet' is not a known backbone"),
+        (["model=resnet18", "model.pretrained=false", "+model.backbone_options.width=0"], r"width must be >= 1"),
     ],
 )
-def test_a_bad_synthetic_option_is_a_user_error_naming_it(tiny_config, override, message):
+def test_a_bad_dataset_mixer_or_model_option_is_a_user_error_naming_it(tiny_config, overrides, message):
     with pytest.raises(UserError, match=message):  # a plain ValueError would print a traceback from train
-        build(tiny_config(override))
+        build(tiny_config(*overrides))
 
 
 @pytest.mark.parametrize("accelerator", ["tpu", "gpu"])
@@ -185,20 +192,3 @@ def test_a_user_error_in_a_multirun_job_is_raised_for_hydra_to_record(monkeypatc
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: Multirun()))
     with pytest.raises(UserError, match="wrong option"), one_line_user_errors():
         raise UserError("wrong option")
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["mix=snapmix", "mix.prob=2"], r"mix\.prob must be in \[0, 1\]"),
-        (["mix=snapmix", "mix.beta=0"], r"mix\.beta must be > 0"),
-        (["mix=attentive_cutmix", "mix.grid=0"], r"mix\.grid must be >= 1"),
-        (["mix=fmix", "mix.decay_power=0"], r"mix\.decay_power must be > 0"),
-        (["mix=resizemix", "mix.scope=[0.5,0.1]"], r"mix\.scope must be \[low, high\]"),
-        (["model.name=nonet"], r"model\.name='nonet' is not a known backbone"),
-        (["model=resnet18", "model.pretrained=false", "+model.backbone_options.width=0"], r"width must be >= 1"),
-    ],
-)
-def test_a_bad_mixer_or_model_option_is_a_user_error_naming_it(tiny_config, overrides, message):
-    with pytest.raises(UserError, match=message):  # a plain ValueError would print a traceback from train
-        build(tiny_config(*overrides))
