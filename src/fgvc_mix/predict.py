@@ -46,8 +46,8 @@ def predict(
         raise UserError(f"top_k={top_k}: ask for at least one class, e.g. top_k=5")
     check_tta(tta)
     paths = find_images(images)
-    module, datamodule = load_checkpoint(ckpt_path)
     device = select_device(accelerator)
+    module, datamodule = load_checkpoint(ckpt_path)
     module.to(device)
     transform = datamodule.transform(train=False)
     num_classes = module.hparams.num_classes
