@@ -20,6 +20,12 @@ FAMILIES = {
     "convnext": (["model=convnext_tiny", *SMALL_IMAGES], ("convnext_tiny", {}), 32),
     "inception": (["model=inception_v3", *INCEPTION_IMAGES], ("inception_v3", {}), 80),
     "timm": (["model=timm", "model.name=resnet10t", *SMALL_IMAGES], ("resnet10t", {"source": "timm"}), 32),
+    "lite": (["model=efficientnet_lite0", *SMALL_IMAGES], ("efficientnet_lite0", {}), 32),
+    "timm_efficientnet": (
+        ["model=timm", "model.name=tf_efficientnet_lite0", *SMALL_IMAGES],
+        ("tf_efficientnet_lite0", {"source": "timm"}),
+        32,
+    ),
 }
 
 

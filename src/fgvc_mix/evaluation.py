@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.errors import MissingFileError, UserError
-from fgvc_mix.models.backbones import architecture_only
+from fgvc_mix.models.backbone import architecture_only
 from fgvc_mix.module import FGVCModule, classification_metrics
 from fgvc_mix.reports import confusion_counts, write_report
 

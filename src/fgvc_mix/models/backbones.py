@@ -1,18 +1,14 @@
-"""Backbones split before their last stage, so they give both the last and the penultimate feature map.
+"""torchvision's backbones, split before their last stage, and the registry ``build_backbone`` reads.
 
-SnapMix reads CAMs off the last map; the paper's mid-level branch ("Baseline+")
-classifies from the penultimate one (layer3 of a ResNet). Every builder here keeps
-a CNN's spatial output: ResNet, DenseNet, Inception-v3, EfficientNet and ConvNeXt
-from torchvision, and any convolutional timm model (``timm_backbone``). timm's vision
-transformers (ViT/DeiT, Swin) give their patch tokens as the map (models/transformers.py);
-torchvision's are refused.
+Every builder keeps a CNN's spatial output: ResNet, DenseNet, Inception-v3, EfficientNet
+and ConvNeXt from torchvision; EfficientNet-Lite with offline ImageNet weights
+(``efficientnet_lite``); any convolutional timm model and timm's ViT/Swin
+(``timm_backbones``, ``transformers``). torchvision's transformers are refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,31 +19,9 @@ from torchvision.models.inception import InceptionAux
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from fgvc_mix.errors import UserError, WeightsUnavailableError
-
-# Name prefixes of transformer/MLP families (torchvision and timm): timm's go to models/transformers.py.
-TRANSFORMER_PREFIXES = (
-    "vit", "deit", "beit", "swin", "eva", "cait", "xcit", "crossvit", "pvt", "twins", "tnt", "mvit", "flexivit",
-    "maxxvit", "samvit", "hiera", "levit", "coat_", "visformer", "sequencer", "mixer", "gmlp", "resmlp",
-)  # fmt: skip
-
-
-_ARCHITECTURE_ONLY: ContextVar[bool] = ContextVar("architecture_only", default=False)
-
-
-@contextmanager
-def architecture_only() -> Iterator[None]:
-    """Build backbones without downloading or reading pretrained weights (``pretrained``/``weights_path`` still
-    decide the architecture, e.g. Inception's input stem): a checkpoint's own weights replace them, so
-    evaluating it needs neither the network nor the file it was initialised from."""
-    token = _ARCHITECTURE_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _ARCHITECTURE_ONLY.reset(token)
-
-
-def is_transformer(name: str) -> bool:
-    return name.lower().startswith(TRANSFORMER_PREFIXES)
+from fgvc_mix.models.backbone import Backbone, SignedUnitInput, building_architecture_only
+from fgvc_mix.models.efficientnet_lite import LITE_VARIANTS, efficientnet_lite
+from fgvc_mix.models.timm_backbones import is_transformer, timm_backbone
 
 
 def reject_transformer(name: str) -> None:
@@ -58,49 +32,6 @@ def reject_transformer(name: str) -> None:
             "vision transformers only. Use model=timm model.name=<timm name> (e.g. deit_tiny_patch16_224, "
             "vit_base_patch16_224, swin_tiny_patch4_window7_224), or a convolutional backbone"
         )
-
-
-class Backbone(nn.Module):
-    """``body`` (up to the stage before last) then ``last_stage``; ``forward`` gives the last feature map.
-
-    ``aux`` (Inception-v3's auxiliary classifier without its ImageNet ``fc``) maps the
-    penultimate map to ``aux_channels`` features; the classifier adds its linear layer.
-    """
-
-    def __init__(
-        self,
-        body: nn.Module,
-        last_stage: nn.Module,
-        mid_channels: int,
-        out_channels: int,
-        aux: nn.Module | None = None,
-        aux_channels: int = 0,
-    ) -> None:
-        super().__init__()
-        self.body = body
-        self.last_stage = last_stage
-        self.mid_channels = mid_channels
-        self.out_channels = out_channels
-        self.aux = aux
-        self.aux_channels = aux_channels
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.last_stage(self.body(images))
-
-    def forward_stages(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(penultimate, last) feature maps."""
-        mid = self.body(images)
-        return mid, self.last_stage(mid)
-
-    def forward_pooled(self, images: Tensor, with_mid: bool = False) -> tuple[Tensor | None, Tensor]:
-        """(the penultimate map if ``with_mid`` else None, the features the linear head classifies).
-
-        A CNN's head classifies the last map's spatial mean; a class-token transformer its class token.
-        """
-        if not with_mid:
-            return None, self(images).mean(dim=(2, 3))
-        mid, last = self.forward_stages(images)
-        return mid, last.mean(dim=(2, 3))
 
 
 def small_cnn(pretrained: bool = False, weights_path: str | None = None, width: int = 32) -> Backbone:
@@ -126,7 +57,7 @@ def small_cnn(pretrained: bool = False, weights_path: str | None = None, width: 
 
 def load_torchvision_weights(model: nn.Module, weights_path: str, name: str, classifier_prefix: str) -> None:
     """Load a local torchvision state dict (for offline clusters); only the ImageNet classifier may be absent."""
-    if _ARCHITECTURE_ONLY.get():
+    if building_architecture_only():
         return
     path = Path(weights_path)
     if not path.is_file():
@@ -163,7 +94,7 @@ def _torchvision_model(
     name: str, pretrained: bool, weights_path: str | None, classifier_prefix: str, **kwargs
 ) -> nn.Module:
     """torchvision's ``name``; ``kwargs`` go to its constructor (e.g. DenseNet's ``memory_efficient``)."""
-    download = pretrained and not weights_path and not _ARCHITECTURE_ONLY.get()
+    download = pretrained and not weights_path and not building_architecture_only()
     try:
         model = getattr(torchvision.models, name)(weights="DEFAULT" if download else None, **kwargs)
     except OSError as error:  # URLError, timeouts, SSL errors: no way to the download server
@@ -287,22 +218,6 @@ def densenet(name: str) -> Callable[..., Backbone]:
     return build
 
 
-class InceptionInput(nn.Module):
-    """Re-normalise ImageNet-normalised images to the [-1, 1] range Google's Inception-v3 weights expect.
-
-    torchvision's ``transform_input`` (on for the pretrained weights, as in the authors' code).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
-        self.register_buffer("scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return images * self.scale + self.shift
-
-
 class InceptionAuxFeatures(nn.Module):
     """Inception-v3's auxiliary branch on Mixed_6e without its ``fc``: 768 pooled features.
 
@@ -326,7 +241,7 @@ def inception_v3(pretrained: bool = False, weights_path: str | None = None, aux_
     # The ImageNet weights come with the auxiliary branch; from scratch, Google's initialisation.
     init = {} if pretrained and not weights_path else {"init_weights": not weights_path}
     net = _torchvision_model("inception_v3", pretrained, weights_path, "fc.", aux_logits=True, **init)
-    stem = [InceptionInput()] if pretrained or weights_path else []
+    stem = [SignedUnitInput()] if pretrained or weights_path else []
     names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3"]
     names += [
         "maxpool2",
@@ -372,79 +287,6 @@ def convnext(name: str) -> Callable[..., Backbone]:
     return build
 
 
-class TimmBackbone(Backbone):
-    """A timm ``features_only`` model returning its last two feature maps (penultimate, last)."""
-
-    def __init__(self, net: nn.Module, name: str) -> None:
-        mid_channels, out_channels = net.feature_info.channels()
-        super().__init__(net, nn.Identity(), mid_channels, out_channels)
-        self.name = name
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.forward_stages(images)[1]
-
-    def forward_stages(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        mid, last = self.body(images)
-        if last.ndim != 4:
-            raise UserError(
-                f"timm model {self.name!r} gives {last.ndim}-D features, not a (B, C, h, w) map: SnapMix needs a "
-                "CNN with a spatial feature map and a linear head; choose a convolutional timm model"
-            )
-        return mid, last
-
-
-def timm_backbone(
-    name: str, pretrained: bool = False, weights_path: str | None = None, image_size: int | None = None, **options
-) -> Backbone:
-    """Any convolutional timm model, or a ViT/Swin, by its timm name; ``weights_path`` loads a local timm checkpoint.
-
-    ``options`` are ``create_model`` keywords; ``image_size`` reaches transformers only (CNNs take any size).
-    """
-    try:
-        import timm
-    except ImportError:
-        raise ImportError(
-            f"model=timm model.name={name} needs the optional timm package: pip install 'fgvc_mix[timm]'"
-        ) from None
-    if _ARCHITECTURE_ONLY.get():
-        pretrained, weights_path = False, None
-    if weights_path and not Path(weights_path).is_file():
-        raise FileNotFoundError(f"model.weights_path={weights_path} does not exist: point it at a timm checkpoint")
-    download = bool(pretrained) and not weights_path
-
-    def create(model_name: str, **kwargs) -> nn.Module:
-        try:
-            return timm.create_model(
-                model_name,
-                pretrained=bool(pretrained or weights_path),
-                pretrained_cfg_overlay={"file": weights_path} if weights_path else None,
-                **kwargs,
-            )
-        except OSError as error:  # huggingface_hub's offline and HTTP errors
-            if not download:
-                raise
-            raise WeightsUnavailableError(
-                f"model.name={name}: cannot download timm's pretrained weights from the Hugging Face hub "
-                f"({type(error).__name__}). Offline, either set model.weights_path=<file> (a timm checkpoint of "
-                f"{name}), or model.pretrained=false to train from scratch"
-            ) from None
-
-    if is_transformer(name):
-        from fgvc_mix.models.transformers import transformer_backbone  # it imports Backbone from here
-
-        return transformer_backbone(create, name, image_size, **options)
-    try:
-        net = create(name, features_only=True, out_indices=(-2, -1), **options)
-    except RuntimeError as error:  # timm's "Unknown model" and "features_only not implemented"
-        raise UserError(f"model.name={name!r}: timm cannot build it as a feature extractor ({error})") from None
-    if any(module_name.endswith("patch_embed") for module_name, _ in net.named_modules()):
-        raise UserError(  # a patch-embedding transformer under a name without a transformer prefix
-            f"model.name={name!r} is a patch-embedding transformer that fgvc_mix does not know; token CAMs come "
-            "from timm's vit_*, deit_* and swin_* models"
-        )
-    return TimmBackbone(net, name)
-
-
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "small_cnn": small_cnn,
     **{name: resnet(name) for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
@@ -452,6 +294,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "inception_v3": inception_v3,
     **{name: efficientnet(name) for name in ("efficientnet_b0", "efficientnet_b3")},
     "convnext_tiny": convnext("convnext_tiny"),
+    **{name: efficientnet_lite(name) for name in LITE_VARIANTS},
 }
 
 

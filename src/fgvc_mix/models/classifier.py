@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 from torch import Tensor, nn
 
-from fgvc_mix.models.backbones import Backbone, build_backbone
+from fgvc_mix.models.backbone import Backbone
+from fgvc_mix.models.backbones import build_backbone
 from fgvc_mix.models.transformers import ClassAttentionRecorder, TransformerBackbone
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fgvc_mix.models.backbones import Backbone
+from fgvc_mix.models.backbone import Backbone
 
 POOLS = ("token", "avg")
 SUPPORTED = "timm's VisionTransformer family (vit_*, deit_*, deit3_*) and Swin (swin_*, swinv2_*)"
