@@ -400,9 +400,9 @@ READERS = {
 
 
 def test_registry(cub_root: Path) -> None:
-    assert list(DATASETS) == [*READERS, "synthetic"]
+    assert list(DATASETS) == [*READERS, "folder", "synthetic"]
     assert all(cls.name == name for name, cls in READERS.items())
-    assert [entry.has_val for entry in DATASETS.values()] == [False, False, True, True, False, False, True]
+    assert [entry.has_val for entry in DATASETS.values()] == [False, False, True, True, False, False, True, True]
     assert [name for name, entry in DATASETS.items() if not entry.on_disk] == ["synthetic"]
     dataset = build_dataset("cub", cub_root, "test", skip_bad_images=False)
     assert isinstance(dataset, CUB200) and len(dataset) == 3

@@ -13,11 +13,9 @@ import torch
 from omegaconf import DictConfig
 
 from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
-from fgvc_mix.data.decoding import load_rgb_image
+from fgvc_mix.data.decoding import IMAGE_SUFFIXES, load_rgb_image
 from fgvc_mix.errors import MissingFileError, UserError
 from fgvc_mix.evaluation import check_tta, load_checkpoint, predict_probabilities, select_device
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def find_images(images: str | Path) -> list[Path]:

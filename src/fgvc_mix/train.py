@@ -47,7 +47,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
         model=cfg.model,
         mix=cfg.mix,
         optim=cfg.optim,
-        num_classes=cfg.dataset.num_classes,
+        num_classes=datamodule.hparams.num_classes,  # set by setup when the data gives it (dataset=folder)
         label_smoothing=cfg.label_smoothing,
         seed=cfg.seed,
         class_names=datamodule.class_names,

@@ -11,13 +11,14 @@ is readable (1: unreadable images, 2: the annotations or the root themselves are
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -39,6 +40,7 @@ class SplitReport:
     classes: list[str]
     counts: list[int]  # images listed per label (readable or not)
     problems: list[tuple[Path, str]]  # (path, reason) of each missing or unreadable image
+    sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # (width, height) of the smallest and largest
 
     @property
     def total(self) -> int:
@@ -97,12 +99,26 @@ def verify_dataset(
             task = progress.add_task(f"{name} {split}", total=len(dataset))
             bad = dataset.find_unreadable(num_threads, on_image=lambda task=task: progress.advance(task))
             counts = Counter(dataset.targets)
+            unreadable = {index for index, _ in bad}
+            left_out = [(Path(path), "not an image file (left out)") for path in getattr(dataset, "ignored", [])]
             splits[split] = SplitReport(
                 classes=list(dataset.classes),
                 counts=[counts[label] for label in range(dataset.num_classes)],
-                problems=[(dataset.samples[index][0], reason) for index, reason in bad],
+                problems=[(dataset.samples[index][0], reason) for index, reason in bad] + left_out,
+                sizes=size_range(path for i, (path, _) in enumerate(dataset.samples) if i not in unreadable),
             )
     return VerifyReport(name, Path(root), splits)
+
+
+def size_range(paths: Iterable[Path]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(width, height) of the smallest and the largest image by pixels; headers only, no decoding."""
+    sizes = []
+    for path in paths:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    if not sizes:
+        return None
+    return min(sizes, key=lambda s: (s[0] * s[1], s)), max(sizes, key=lambda s: (s[0] * s[1], s))
 
 
 def print_report(report: VerifyReport, console: Console) -> None:
@@ -119,6 +135,16 @@ def print_report(report: VerifyReport, console: Console) -> None:
         table.add_row(str(label), Text(class_name), *(f"{c:,}" for c in counts), style=style)
     console.print(table)
 
+    for split, rep in report.splits.items():
+        if rep.total:
+            smallest = min(range(len(classes)), key=lambda label: rep.counts[label])
+            size = "" if rep.sizes is None else " | image sizes {}x{} .. {}x{}".format(*rep.sizes[0], *rep.sizes[1])
+            console.print(
+                f"{split}: smallest class {classes[smallest]} ({rep.counts[smallest]:,} images){size}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     for split, path, reason in report.problems:
         console.print(f"{split}: {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
     totals = ", ".join(f"{split} {rep.total:,}" for split, rep in report.splits.items())

@@ -34,7 +34,8 @@ class FGVCDataModule(pl.LightningDataModule):
     validation split (Aircraft, Flowers with ``use_val``; the synthetic data), and
     ``holdout`` a stratified ``val_fraction`` of the training split held out with a
     fixed seed. ``options`` go to the dataset class (Aircraft's ``level``, the
-    synthetic data's sizes, ``skip_bad_images``...). ``resize`` is ``square`` or ``shorter``
+    synthetic data's sizes, ``skip_bad_images``...). ``num_classes=None`` takes the classes the
+    training split has (set in :meth:`setup`). ``resize`` is ``square`` or ``shorter``
     (see :mod:`fgvc_mix.data.transforms`). ``drop_last`` drops the last partial training
     batch; the authors keep it, and the paper recipes set ``dataset.drop_last=false``.
     ``decode`` is ``cpu`` (PIL in the loader workers) or ``gpu``: the workers read JPEG bytes and the
@@ -45,7 +46,7 @@ class FGVCDataModule(pl.LightningDataModule):
     def __init__(
         self,
         name: str,
-        num_classes: int,
+        num_classes: int | None,
         root: str | None = None,
         image_size: int = 448,
         resize_size: int = 512,
@@ -108,7 +109,9 @@ class FGVCDataModule(pl.LightningDataModule):
         train = self._build("train", train=True)
         test = self._build("test", train=False)
         found = len(train.classes)
-        if found != hp.num_classes:
+        if hp.num_classes is None:  # counted from the data (dataset=folder); saved with the other settings
+            hp.num_classes = found
+        elif found != hp.num_classes:
             raise DatasetError(
                 f"dataset.num_classes={hp.num_classes} but {hp.name} at {hp.root} has {found} classes; "
                 f"set dataset.num_classes={found}"

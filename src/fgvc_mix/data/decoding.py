@@ -9,6 +9,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import BadImageError
 
+#: File suffixes taken for images when a folder is listed (``dataset=folder``, ``predict images=<folder>``).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Return an 8-bit RGB copy of ``img``, whatever its mode.

@@ -16,6 +16,7 @@ from .cub import CUB200
 from .dogs import StanfordDogs
 from .errors import DatasetError
 from .flowers102 import Flowers102
+from .folder import DEFAULT_SHARES, ImageFolderData
 from .nabirds import NABirds
 from .reader import SPLITS, DatasetReader
 from .synthetic import SyntheticFGVC
@@ -70,6 +71,12 @@ def _synthetic(request: SplitRequest, options: dict[str, Any]) -> Dataset:
     )
 
 
+def _folder(request: SplitRequest, options: dict[str, Any]) -> Dataset:
+    """A user's own images; ``dataset.options.split`` (train/val/test shares) is the reader's ``shares``."""
+    shares = options.pop("split", DEFAULT_SHARES)
+    return ImageFolderData(request.root, request.split, request.transform, shares, **options)
+
+
 _SYNTHETIC_OPTIONS = tuple(f"{s}_size" for s in SPLITS) + tuple(
     p
     for p in inspect.signature(SyntheticFGVC.__init__).parameters
@@ -83,6 +90,9 @@ DATASETS: dict[str, DatasetEntry] = {
     "flowers102": reader(Flowers102),
     "dogs": reader(StanfordDogs),
     "nabirds": reader(NABirds),
+    "folder": DatasetEntry(
+        _folder, ("split", *(o for o in ImageFolderData.option_names() if o != "shares")), ImageFolderData.has_val
+    ),
     "synthetic": DatasetEntry(_synthetic, _SYNTHETIC_OPTIONS, has_val=True, on_disk=False),
 }
 
@@ -98,6 +108,7 @@ def build_dataset(
     name: str,
     root: str | Path | None,
     split: str,
+    /,
     transform: Transform = None,
     *,
     num_classes: int | None = None,
@@ -107,7 +118,8 @@ def build_dataset(
     """Build split ``split`` of dataset ``name`` (a key of :data:`DATASETS`).
 
     ``options`` are the dataset-specific ``dataset.options`` (``skip_bad_images``, Aircraft's
-    ``level``, the synthetic data's ``train_size``, ...); an unknown name or option is
+    ``level``, the synthetic data's ``train_size``, the folder data's ``split`` shares: hence
+    ``name``, ``root`` and ``split`` are positional-only); an unknown name or option is
     reported with the valid choices. ``num_classes`` and ``image_size`` are what generated
     datasets are drawn with; the readers ignore them.
     """
