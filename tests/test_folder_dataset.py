@@ -212,3 +212,14 @@ def test_datamodule_reads_num_classes_and_keeps_every_transform_option(tmp_path:
     square = FGVCDataModule(**options, **sizes, resize="square", drop_last=False, val_source="holdout")
     square.setup("fit")
     assert len(square.datasets["train"]) + len(square.datasets["val"]) == 30
+
+
+def test_experiment_finetune_is_lite0_snapmix_and_the_papers_optimiser(tmp_path: Path) -> None:
+    from helpers import compose_config  # composing only: no weights are loaded
+
+    cfg = compose_config(["experiment=finetune", "dataset=folder", f"dataset.root={tmp_path}"], tmp_path)
+    assert cfg.model.name == "efficientnet_lite0" and cfg.model.pretrained
+    assert cfg.mix._target_ == "fgvc_mix.mixing.SnapMix" and cfg.optim.optimizer._target_ == "torch.optim.SGD"
+    assert cfg.dataset.num_classes is None and cfg.trainer.max_epochs == cfg.optim.epochs == 50
+    assert list(cfg.optim.scheduler.milestones) == [20, 38, 45]
+    assert compose_config(["experiment=finetune", "model=small_cnn"], tmp_path).model.name == "small_cnn"

@@ -68,6 +68,7 @@ def test_annotation_problems_raise_and_splits(tmp_path: Path) -> None:
     assert splits_to_scan("aircraft", {"use_val": False}) == ("train", "test")
     assert splits_to_scan("flowers102", {"use_val": True}) == ("train", "val", "test")
     assert splits_to_scan("cub", {"use_val": True}) == ("train", "test")
+    assert splits_to_scan("folder", {}) == ("train", "val", "test")
 
 
 def test_hydra_entry_point_exit_code(cub_base: Path, tmp_path: Path) -> None:

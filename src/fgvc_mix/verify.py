@@ -68,9 +68,10 @@ def splits_to_scan(name: str, options: Mapping[str, Any]) -> tuple[str, ...]:
 
     Without ``use_val`` the official validation images are part of ``train`` (Aircraft's
     trainval, Flowers' trnid + valid) and ``val`` is refused, so it is only scanned with it.
+    A dataset without that option (``folder``: its ``val/``, or val carved from train) always has it.
     """
     entry = DATASETS.get(name)  # an unknown name is reported by build_dataset
-    with_val = entry is not None and entry.has_val and options.get("use_val", False)
+    with_val = entry is not None and entry.has_val and options.get("use_val", "use_val" not in entry.options)
     return ("train", "val", "test") if with_val else ("train", "test")
 
 
