@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from helpers.datasets import lines, write_cub_style
 from torch.utils.data import Subset
 from torchvision.transforms import v2
 
@@ -108,7 +109,7 @@ def test_masked_samples_follow_subsets_and_move_masks_with_the_transform():
     assert torch.equal(masked_samples(subset, 2, seed=0)[0], images)  # fixed by the seed
     with pytest.raises(ValueError, match="num_pairs=5"):
         masked_samples(subset, 5)
-    with pytest.raises(ValueError, match="no part masks"):
+    with pytest.raises(ValueError, match="no truth to score"):
         masked_samples(torch.utils.data.TensorDataset(torch.zeros(4, 3, 8, 8)), 2)
 
 
@@ -137,19 +138,44 @@ def test_meter_logs_during_training_and_cli_scores_the_checkpoint(tiny_config, t
     assert "SnapMix MAE / CutMix MAE" in run.stdout
     assert all(f"{row} " in run.stdout for row in ("cutmix", "snapmix", "snapmix half_res", "snapmix bf16"))
 
+    # The same weights read as a CUB model: scored against the tree's keypoints and boxes.
     checkpoint = torch.load(last, weights_only=False)
-    checkpoint["datamodule_hyper_parameters"].update(name="cub", root="/nowhere")
+    checkpoint["datamodule_hyper_parameters"].update(name="cub", root="/nowhere", options={}, val_source="test")
     torch.save(checkpoint, tmp_path / "cub.ckpt")
-    with pytest.raises(ValueError, match="dataset=cub"):
+    with pytest.raises(ValueError, match="dataset root /nowhere"):
         checkpoint_label_noise(tmp_path / "cub.ckpt")
+    cub = write_cub_with_parts(tmp_path / "CUB_200_2011", num_classes=16)
+    cli = [*command[:-2], f"ckpt_path={tmp_path / 'cub.ckpt'}", f"dataset.root={cub}", "truth=parts", "num_pairs=16"]
+    run = subprocess.run([*cli, "cam_variants={}", f"hydra.run.dir={tmp_path}/cub"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "truth=parts" in run.stdout and "(16 pairs with different labels" in run.stdout
 
 
-def test_meter_does_nothing_without_part_masks():
+def write_cub_with_parts(base, num_classes: int):
+    """A CUB tree of 2 images per class (one train, one test), each 8 x 8 with its bird box and two visible parts."""
+    classes = [(str(c), f"{c:03d}.Bird") for c in range(1, num_classes + 1)]
+    images = [
+        (str(n), f"{c:03d}.Bird/{n}.jpg", str(c), n % 2) for n in range(1, 2 * num_classes + 1) for c in [(n + 1) // 2]
+    ]
+    write_cub_style(base, images, classes)
+    lines(base / "bounding_boxes.txt", [f"{i} 1 1 6 6" for i, *_ in images])
+    lines(base / "parts" / "part_locs.txt", [f"{i} {k} {k + 1} {k + 2} 1" for i, *_ in images for k in (1, 2)])
+    return base
+
+
+def test_meter_does_nothing_without_truth_and_says_so_once(caplog):
     class Trainer:
         current_epoch, is_global_zero = 0, True
         datamodule = type("DataModule", (), {"datasets": {"train": torch.utils.data.TensorDataset(torch.zeros(4))}})
 
-    LabelNoiseMeter().on_train_epoch_end(Trainer(), pl_module=None)  # a real dataset: no masks, no error
+    meter = LabelNoiseMeter()
+    with caplog.at_level("INFO", logger="fgvc_mix.callbacks"):
+        for _ in range(2):
+            meter.on_train_epoch_end(Trainer(), pl_module=None)  # no truth: no error
+    assert [r.getMessage() for r in caplog.records] == [
+        "LabelNoiseMeter: TensorDataset has no truth (part masks, keypoints or boxes); "
+        "label noise is not measured in this run"
+    ]
     with pytest.raises(ValueError, match="every_n_epochs"):
         LabelNoiseMeter(every_n_epochs=0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -13,10 +15,12 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from fgvc_mix.errors import UserError
-from fgvc_mix.label_fidelity import SNAPMIX_BETA, masked_samples, measure, part_mask_source
+from fgvc_mix.label_fidelity import SNAPMIX_BETA, masked_samples, measure, truth_source
 from fgvc_mix.mixing import CamForward, MixedBatch, box_areas
 from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
+
+log = logging.getLogger(__name__)
 
 BOX_COLOUR = (255, 255, 0)  # yellow: visible on photos and on the grey demo background
 CAPTION_FONT_SIZE = 14
@@ -168,11 +172,20 @@ class LabelNoiseMeter(pl.Callback):
     at the end of every ``every_n_epochs``-th training epoch, on a fixed set of training images.
 
     The images, their transform's random crop/flip and the pairs are fixed by ``seed``,
-    so the curve follows the model alone. On datasets without part masks (every real
-    dataset) it does nothing, so it can sit in the default callbacks.
+    so the curve follows the model alone. The truth is the dataset's (``data.truth``):
+    synthetic part masks, or a real dataset's keypoints (``truth=parts``) or object boxes
+    (``truth=box``); ``None`` takes the dataset's first kind. On a dataset without that truth
+    it logs one line saying so and does nothing else, so it can sit in the default callbacks.
     """
 
-    def __init__(self, every_n_epochs: int = 1, num_pairs: int = 128, seed: int = 0, beta: float = SNAPMIX_BETA):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        num_pairs: int = 128,
+        seed: int = 0,
+        beta: float = SNAPMIX_BETA,
+        truth: str | None = None,
+    ):
         if every_n_epochs < 1:
             raise UserError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
         if num_pairs < 2:
@@ -181,14 +194,22 @@ class LabelNoiseMeter(pl.Callback):
         self.num_pairs = num_pairs
         self.seed = seed
         self.beta = beta
+        self.truth = truth
         self._samples: tuple[Tensor, Tensor, Tensor] | None = None
+        self._off = False
 
     def _training_samples(self, trainer: pl.Trainer) -> tuple[Tensor, Tensor, Tensor] | None:
-        if self._samples is None:
+        if self._samples is None and not self._off:
             dataset = getattr(trainer.datamodule, "datasets", {}).get("train")
-            if dataset is None or part_mask_source(dataset) is None:
+            source = None if dataset is None else truth_source(dataset)
+            kinds = () if source is None else source[0].truth_kinds()
+            if not kinds or (self.truth is not None and self.truth not in kinds):
+                self._off = True
+                name = type(source[0] if source else dataset).__name__
+                wanted = f"truth={self.truth}" if self.truth else "truth (part masks, keypoints or boxes)"
+                log.info("LabelNoiseMeter: %s has no %s; label noise is not measured in this run", name, wanted)
                 return None
-            self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed)
+            self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed, self.truth)
         return self._samples
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

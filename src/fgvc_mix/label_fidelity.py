@@ -4,7 +4,9 @@ SnapMix (Huang, Wang & Tao, AAAI 2021, arXiv:2012.04846) claims that CutMix's
 area-based label weights are noisy on fine-grained data, where a small part decides
 the class, and that weights read off class activation maps are not. The synthetic
 data knows where the class-defining parts are (``SyntheticFGVC.sample_with_mask``),
-so the claim can be measured. The ground-truth semantic share of a source in a mix is
+so the claim can be measured; on the real datasets their own keypoints and object boxes
+stand in for the masks (``fgvc_mix.data.truth`` defines that truth and its limits). The
+ground-truth semantic share of a source in a mix is
 
 * ``share_a[i]``: the fraction of image i's part pixels outside ``box_a[i]`` (what survives);
 * ``share_b[i]``: the fraction of the partner's part pixels inside ``box_b[i]`` (what is
@@ -35,20 +37,23 @@ pure tensor code in ``mixing.label_scoring``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
-from torchvision import tv_tensors
 
+from fgvc_mix.data.truth import truth_map
 from fgvc_mix.errors import UserError
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing.cam_forward import CamForward
 from fgvc_mix.mixing.label_scoring import LabelNoise, label_noise
 from fgvc_mix.mixing.snapmix import draw_snapmix_pairs
 from fgvc_mix.module import FGVCModule
+
+log = logging.getLogger(__name__)
 
 SNAPMIX_BETA = 5.0
 """The paper's Beta(5, 5) concentration of each box's lambda."""
@@ -114,42 +119,73 @@ def measure(
 def part_mask_source(dataset: Dataset) -> tuple[Any, list[int]] | None:
     """The dataset that renders part masks under ``dataset`` (through any ``Subset``s) and the
     indices into it that ``dataset`` covers; ``None`` when it has no part masks (real datasets)."""
+    return _source(dataset, "sample_with_mask")
+
+
+def truth_source(dataset: Dataset) -> tuple[Any, list[int]] | None:
+    """Like ``part_mask_source``, for any dataset of the truth protocol (``data.truth``): the synthetic
+    birds and every real reader; ``None`` for a dataset outside it."""
+    return _source(dataset, "sample_with_truth")
+
+
+def _source(dataset: Dataset, method: str) -> tuple[Any, list[int]] | None:
     indices = list(range(len(dataset)))
     while isinstance(dataset, Subset):
         indices = [int(dataset.indices[i]) for i in indices]
         dataset = dataset.dataset
-    return (dataset, indices) if hasattr(dataset, "sample_with_mask") else None
+    return (dataset, indices) if hasattr(dataset, method) else None
 
 
-def masked_samples(dataset: Dataset, num_samples: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-    """``(images, targets, part_masks)`` of ``num_samples`` images of ``dataset`` chosen with ``seed``.
+def masked_samples(
+    dataset: Dataset, num_samples: int, seed: int = 0, truth: str | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images, targets, truth maps)`` of ``num_samples`` images of ``dataset`` chosen with ``seed``.
 
-    ``sample_with_mask`` returns the untransformed image; the dataset's transform is
-    applied to the image and its mask together (a ``tv_tensors.Mask`` follows a random
-    crop or flip, and normalisation leaves it alone), under a forked RNG seeded with
-    ``seed``, so the same call gives the same samples and training's RNG is untouched.
+    ``truth`` is a kind of ``data.truth.TRUTH_KINDS`` (``None``: the dataset's first, parts
+    where it has them). ``sample_with_truth`` returns the untransformed image and its truth
+    units; the dataset's transform is applied to both together (a ``tv_tensors.Mask`` follows
+    resize, crop and flip, and normalisation leaves it alone), under a forked RNG seeded with
+    ``seed``, so the same call gives the same samples and training's RNG is untouched. The
+    units then fold into one map (``data.truth.truth_map``): the synthetic part masks stay bool,
+    as they always were; where any image has several units, every map is float and sums to one.
+    An image whose crop keeps no truth is passed over for the next one.
     """
-    source = part_mask_source(dataset)
+    source = truth_source(dataset)
     if source is None:
         raise UserError(
-            f"{type(dataset).__name__} has no part masks: the label-noise meter needs the synthetic data "
-            "(dataset=synthetic), whose images come with the pixels of their class-defining parts"
+            f"{type(dataset).__name__} has no truth to score labels against: the label-noise meter needs "
+            "dataset=synthetic (part masks) or a reader with annotation files (cub, nabirds: parts and boxes; "
+            "cars, aircraft, dogs: boxes)"
         )
     base, indices = source
+    kind = truth or next(iter(base.truth_kinds()), "box")
+    base.check_truth(kind)
     if not 1 <= num_samples <= len(indices):
         raise UserError(f"num_pairs={num_samples} must be between 1 and the split's {len(indices)} images")
-    chosen = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))[:num_samples]
-    images, targets, masks = [], [], []
+    chosen = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))
+    images, targets, maps, passed = [], [], [], 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for position in chosen.tolist():
-            image, label, mask = base.sample_with_mask(indices[position])
+            image, label, units = base.sample_with_truth(indices[position], kind)
             if base.transform is not None:
-                image, mask = base.transform(image, tv_tensors.Mask(mask))
+                image, units = base.transform(image, units)
+            truth_pixels = truth_map(units)
+            if truth_pixels is None:
+                passed += 1
+                continue
             images.append(torch.as_tensor(image))
             targets.append(label)
-            masks.append(torch.as_tensor(mask).bool())
-    return torch.stack(images), torch.tensor(targets), torch.stack(masks)
+            maps.append(truth_pixels)
+            if len(images) == num_samples:
+                break
+    if passed:
+        log.warning("%d images had no truth=%s in their crop and were passed over", passed, kind)
+    if not images:
+        raise UserError(f"none of the {len(indices)} images of the split has truth={kind} inside its crop")
+    if any(m.dtype != torch.bool for m in maps):  # truth of several units: every map sums to one
+        maps = [m.float() / m.float().sum() for m in maps]
+    return torch.stack(images), torch.tensor(targets), torch.stack(maps)
 
 
 def checkpoint_label_noise(
@@ -158,16 +194,16 @@ def checkpoint_label_noise(
     seed: int = 0,
     beta: float = SNAPMIX_BETA,
     cam_variants: dict[str, dict[str, Any]] | None = None,
+    truth: str | None = None,
+    root: str | Path | None = None,
 ) -> LabelNoise:
-    """Label noise of a checkpoint's CAMs on ``num_pairs`` images of its synthetic test split
-    (exact CAMs, and each of ``cam_variants``)."""
-    module, datamodule = load_checkpoint(ckpt_path)
-    name = datamodule.hparams.name
-    if name != "synthetic":
-        raise UserError(
-            f"{ckpt_path} was trained on dataset={name}; the label-noise meter needs part masks, which only "
-            "dataset=synthetic has: pass a checkpoint trained on the synthetic data"
-        )
+    """Label noise of a checkpoint's CAMs on ``num_pairs`` images of its test split, against
+    ``truth`` (``None``: the dataset's first kind), exact CAMs and each of ``cam_variants``.
+
+    ``root`` moves a real dataset (as ``evaluate``'s ``dataset.root``); its images are read
+    and transformed on the CPU whatever ``dataset.decode`` the run trained with.
+    """
+    module, datamodule = load_checkpoint(ckpt_path, {"root": None if root is None else str(root), "decode": "cpu"})
     datamodule.setup("test")
-    images, targets, masks = masked_samples(datamodule.datasets["test"], num_pairs, seed)
+    images, targets, masks = masked_samples(datamodule.datasets["test"], num_pairs, seed, truth)
     return measure(module, images, masks, targets, beta=beta, seed=seed, cam_variants=cam_variants)

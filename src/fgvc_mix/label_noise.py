@@ -1,9 +1,12 @@
 """Label-noise meter of a checkpoint: each mixing rule's label weights against the ground truth.
 
     python -m fgvc_mix.label_noise ckpt_path=outputs/.../checkpoints/last.ckpt [num_pairs=512 seed=0]
+    python -m fgvc_mix.label_noise ckpt_path=... dataset.root=/data/CUB_200_2011 truth=parts|box
 
-Needs a checkpoint trained on ``dataset=synthetic`` (the only data with part masks); the
-measurement itself is ``label_fidelity.checkpoint_label_noise``.
+Scores on the checkpoint's own dataset: the synthetic birds' part masks, or a real dataset's
+keypoints (``truth=parts``: CUB, NABirds) or object boxes (``truth=box``: CUB, NABirds, Cars,
+Aircraft, Dogs), defined in ``data.truth``; the measurement itself is
+``label_fidelity.checkpoint_label_noise``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ def main(cfg: DictConfig) -> float:
     check_mandatory(cfg)
     variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
     with one_line_user_errors():
-        report = checkpoint_label_noise(cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants)
-    print(f"Label noise of {cfg.ckpt_path} (synthetic test split, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")
+        report = checkpoint_label_noise(
+            cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants, cfg.truth, cfg.dataset.root
+        )
+    truth = cfg.truth or "the dataset's first kind"
+    print(f"Label noise of {cfg.ckpt_path} (test split, truth={truth}, SnapMix boxes Beta({cfg.beta}, {cfg.beta}), ")
     print(f"CAMs in eval mode, seed {cfg.seed}):")
     print(report.table())
     return report.mae_ratio

@@ -11,6 +11,8 @@ which the dataset's README asks users to remove; with ``crop_banner`` (the defau
 cropped before the transform. The SnapMix authors keep it, so the paper recipes set
 ``dataset.options.crop_banner=false``.
 ``dataset.root`` may be ``fgvc-aircraft-2013b/``, its ``data/`` folder, or their parent.
+The optional ``images_box.txt`` (``<image id> <xmin> <ymin> <xmax> <ymax>``, the top-left
+pixel is (1, 1)) gives each aircraft's box, read as ``(xmin - 1, ymin - 1, width, height)``.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
 from .annotation_checks import check_not_empty
-from .annotation_text import read_names, read_pairs
+from .annotation_text import read_names, read_numbers, read_pairs
 from .decoding import decode_rgb
 from .errors import BadImageError, DatasetError
+from .image_list import Box
 from .reader import Annotations, DatasetReader, check_use_val
 
 BANNER_HEIGHT = 20
 CLASS_FILES = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
+BOX_FILE = "images_box.txt"
 
 
 class FGVCAircraft(DatasetReader):
@@ -48,8 +52,10 @@ class FGVCAircraft(DatasetReader):
             variants.txt  families.txt  manufacturers.txt     one class name per line
             images_{variant,family,manufacturer}_{train,val,trainval,test}.txt
                                                               <image id> <class name>
+            images_box.txt                                    <image id> <xmin> <ymin> <xmax> <ymax>   (optional)
             images/1025794.jpg ...
     """
+    truth_files: ClassVar[dict[str, str]] = {"box": BOX_FILE}
 
     root_candidates = ("", "data", "fgvc-aircraft-2013b/data")
     root_marker = "images"
@@ -79,7 +85,7 @@ class FGVCAircraft(DatasetReader):
         index = {c: i for i, c in enumerate(classes)}
         file_split = "trainval" if self.split == "train" and not self.use_val else self.split
         list_file = self.root / f"images_{self.level}_{file_split}.txt"
-        samples = []
+        samples, image_ids = [], []
         for line, image_id, class_name in read_pairs(list_file, dataset=self.name):
             if class_name not in index:
                 raise DatasetError(
@@ -87,8 +93,15 @@ class FGVCAircraft(DatasetReader):
                     f"{classes_file}. The files are inconsistent; re-extract the archive."
                 )
             samples.append((self.root / "images" / f"{image_id}.jpg", index[class_name]))
+            image_ids.append(image_id)
         check_not_empty(samples, dataset=self.name, split=self.split, source=list_file)
-        return Annotations(samples, classes)
+        boxes = self._read_boxes(image_ids) if (self.root / BOX_FILE).is_file() else None
+        return Annotations(samples, classes, boxes)
+
+    def _read_boxes(self, image_ids: list[str]) -> list[Box]:
+        """Each image's box from ``images_box.txt`` as ``(x, y, w, h)`` with 0-based, half-open pixels."""
+        rows = read_numbers(self.root / BOX_FILE, image_ids, dataset=self.name, fields="<xmin> <ymin> <xmax> <ymax>")
+        return [(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1) for xmin, ymin, xmax, ymax in rows]
 
     def load_image(self, path: Path) -> Image.Image:
         """Load as RGB and cut the bottom copyright banner (before any transform).

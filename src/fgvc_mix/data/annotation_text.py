@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .annotation_checks import require_file
@@ -33,6 +34,29 @@ def read_table(path: Path, *, dataset: str) -> dict[str, tuple[int, str]]:
             raise DatasetError(f"{dataset}: {path} line {number}: id {key!r} already appeared on line {table[key][0]}.")
         table[key] = (number, value)
     return table
+
+
+def read_numbers(path: Path, image_ids: Sequence[str], *, dataset: str, fields: str) -> list[list[float]]:
+    """The numbers on the line of each of ``image_ids`` in an ``<id> <numbers...>`` file (bounding boxes).
+
+    ``fields`` names the numbers (``"<x> <y> <width> <height>"``); an id without a line, or a
+    line without exactly those numbers, is an error naming the file and the id or line.
+    """
+    table = read_table(path, dataset=dataset)
+    expected = len(fields.split())
+    rows = []
+    for image_id in image_ids:
+        if image_id not in table:
+            raise DatasetError(f"{dataset}: image id {image_id} has no line in {path}.")
+        line, values = table[image_id]
+        try:
+            numbers = [float(v) for v in values.split()]
+        except ValueError:
+            numbers = []
+        if len(numbers) != expected:
+            raise DatasetError(f"{dataset}: {path} line {line}: expected '<id> {fields}'.")
+        rows.append(numbers)
+    return rows
 
 
 def read_names(path: Path, *, dataset: str) -> list[str]:

@@ -15,7 +15,7 @@ Class ids in the files are 1-based; labels are 0-based.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .annotation_checks import check_class_id, check_not_empty, parse_int
 from .annotation_matlab import load_mat, mat_records, mat_strings
@@ -79,6 +79,8 @@ class StanfordCars(DatasetReader):
             cars_annos.mat                    annotations (relative_im_path, bbox_*, class, test), class_names
             car_ims/000001.jpg ...
     """
+
+    truth_files: ClassVar[dict[str, str]] = {"box": "the bbox_* fields of the annotation .mat"}
 
     def locate(self, root: str | Path) -> Path:
         """The first of ``root`` and ``root/stanford_cars`` in the devkit or the combined layout."""

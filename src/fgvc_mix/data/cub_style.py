@@ -1,8 +1,9 @@
 """The "CUB-style" text files shared by CUB-200-2011 and NABirds, and the reader base for them.
 
 ``images.txt``, ``image_class_labels.txt``, ``train_test_split.txt``, ``classes.txt`` and the
-optional ``bounding_boxes.txt`` under one folder, each ``<id> <value>`` per line. CUB and
-NABirds differ only in which class ids become labels (:meth:`CubStyleDataset.label_ids`).
+optional ``bounding_boxes.txt`` and ``parts/part_locs.txt`` (``<id> <part id> <x> <y> <visible>``)
+under one folder, each ``<id> <value>`` per line. CUB and NABirds differ only in which class ids
+become labels (:meth:`CubStyleDataset.label_ids`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from .annotation_checks import check_not_empty
-from .annotation_text import read_table
+from .annotation_text import read_numbers, read_pairs, read_table
 from .errors import DatasetError
-from .image_list import Box
+from .image_list import Box, Point
 from .reader import Annotations, DatasetReader
+
+PART_LOCS = "parts/part_locs.txt"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class CubStyleSplit:
     all_class_ids: set[str]  # class ids used by any image of any split
     boxes: list[Box] | None  # aligned with entries, None without bounding_boxes.txt
     labels_file: Path
+    parts: list[list[Point]] | None = None  # visible keypoints, aligned with entries; None without part_locs
 
 
 def read_cub_style(base: Path, split: str, *, dataset: str) -> CubStyleSplit:
@@ -74,23 +79,34 @@ def read_cub_style(base: Path, split: str, *, dataset: str) -> CubStyleSplit:
     boxes_file = base / "bounding_boxes.txt"
     if boxes_file.is_file():
         boxes = _read_boxes(boxes_file, [e.image_id for e in entries], dataset=dataset)
+    parts = None
+    parts_file = base / PART_LOCS
+    if parts_file.is_file():
+        parts = _read_visible_parts(parts_file, [e.image_id for e in entries], dataset=dataset)
     all_class_ids = {class_id for _, class_id in labels.values()}
-    return CubStyleSplit(entries, class_names, all_class_ids, boxes, labels_file)
+    return CubStyleSplit(entries, class_names, all_class_ids, boxes, labels_file, parts)
 
 
 def _read_boxes(path: Path, image_ids: Sequence[str], *, dataset: str) -> list[Box]:
-    table = read_table(path, dataset=dataset)
-    boxes = []
-    for image_id in image_ids:
-        if image_id not in table:
-            raise DatasetError(f"{dataset}: image id {image_id} has no bounding box in {path}.")
-        line, values = table[image_id]
+    rows = read_numbers(path, image_ids, dataset=dataset, fields="<x> <y> <width> <height>")
+    return [(x, y, w, h) for x, y, w, h in rows]
+
+
+def _read_visible_parts(path: Path, image_ids: Sequence[str], *, dataset: str) -> list[list[Point]]:
+    """The ``visible=1`` keypoints of each image in ``image_ids`` (an image with no line has none)."""
+    visible: dict[str, list[Point]] = {}
+    for line, image_id, values in read_pairs(path, dataset=dataset):
+        fields = values.split()
+        if len(fields) != 4 or fields[3] not in ("0", "1"):
+            raise DatasetError(f"{dataset}: {path} line {line}: expected '<image id> <part id> <x> <y> <visible 0|1>'.")
         try:
-            x, y, w, h = (float(v) for v in values.split())
+            point = (float(fields[1]), float(fields[2]))
         except ValueError:
-            raise DatasetError(f"{dataset}: {path} line {line}: expected '<id> <x> <y> <width> <height>'.") from None
-        boxes.append((x, y, w, h))
-    return boxes
+            raise DatasetError(f"{dataset}: {path} line {line}: x and y must be numbers, got {values!r}.") from None
+        parts = visible.setdefault(image_id, [])
+        if fields[3] == "1":
+            parts.append(point)
+    return [visible.get(image_id, []) for image_id in image_ids]
 
 
 def assign_labels(split: CubStyleSplit, class_ids: Sequence[str], *, dataset: str) -> list[tuple[Path, int]]:
@@ -117,12 +133,17 @@ class CubStyleDataset(DatasetReader):
     """A release in the CUB-style files; ``class_ids`` holds the class id in the files of each label."""
 
     root_marker = "images.txt"
+    truth_files: ClassVar[dict[str, str]] = {
+        "parts": f"{PART_LOCS} and bounding_boxes.txt",
+        "box": "bounding_boxes.txt",
+    }
 
     def read(self) -> Annotations:
         parsed = read_cub_style(self.root, self.split, dataset=self.name)
         self.class_ids = self.label_ids(parsed)
         classes = [parsed.class_names.get(c, f"class {c}") for c in self.class_ids]
-        return Annotations(assign_labels(parsed, self.class_ids, dataset=self.name), classes, parsed.boxes)
+        samples = assign_labels(parsed, self.class_ids, dataset=self.name)
+        return Annotations(samples, classes, parsed.boxes, parsed.parts)
 
     def label_ids(self, parsed: CubStyleSplit) -> list[str]:
         """The class ids that become labels 0, 1, ...: every class of ``classes.txt``, in id order."""

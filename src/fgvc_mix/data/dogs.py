@@ -5,18 +5,26 @@ Image Categorization, FGVC workshop at CVPR 2011).
 validation split. Layout (``images.tar`` + ``lists.tar``): see :attr:`StanfordDogs.expected_layout`.
 ``lists.tar`` unpacks without a folder, so the two lists are also accepted at root level.
 Class names come from the folder part of the paths (``n02085620-Chihuahua`` → ``Chihuahua``).
+The optional ``Annotation/`` folder (``annotation.tar``) holds one Pascal-VOC XML file per
+image (``Annotation/n02085620-Chihuahua/n02085620_10074``, no extension) with a ``bndbox`` per
+dog; it is read per image when a box is asked for, so building the dataset stays fast.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import ClassVar
 
 from .annotation_checks import check_not_empty, parse_int
 from .annotation_matlab import load_mat, mat_field, mat_scalar
 from .errors import DatasetError, LayoutError
+from .image_list import Box
 from .reader import Annotations, DatasetReader
 
 LIST_DIRS = ("lists", "")
+ANNOTATION_DIR = "Annotation"
+VOC_FIELDS = ("xmin", "ymin", "xmax", "ymax")
 
 
 class StanfordDogs(DatasetReader):
@@ -29,7 +37,10 @@ class StanfordDogs(DatasetReader):
             Images/n02085620-Chihuahua/n02085620_10074.jpg ...   (images.tar)
             lists/train_list.mat   file_list: Nx1 cell of "n02085620-Chihuahua/n02085620_5927.jpg",
             lists/test_list.mat    labels: Nx1, 1-based class id   (lists.tar; also accepted beside Images/)
+            Annotation/n02085620-Chihuahua/n02085620_10074   one XML per image, a bndbox per dog
+                                                             (annotation.tar; optional)
     """
+    truth_files: ClassVar[dict[str, str]] = {"box": f"{ANNOTATION_DIR}/ (annotation.tar)"}
     root_candidates = ("", "stanford_dogs", "StanfordDogs")
     root_marker = "Images"
 
@@ -58,6 +69,30 @@ class StanfordDogs(DatasetReader):
         classes = [s.split("-", 1)[-1] for s in self.synsets]
         samples = [(self.root / "Images" / rel_path, class_id - 1) for _, rel_path, class_id in entries[split]]
         return Annotations(samples, classes)
+
+    @property
+    def has_boxes(self) -> bool:
+        return (self.root / ANNOTATION_DIR).is_dir()
+
+    def object_boxes(self, index: int) -> list[Box]:
+        """The dogs' boxes in the image's XML (``xmin``..``xmax`` 1-based inclusive) as 0-based ``(x, y, w, h)``."""
+        image = self.samples[index][0]
+        path = self.root / ANNOTATION_DIR / image.parent.name / image.stem
+        if not path.is_file():
+            raise DatasetError(f"{self.name}: image {image.name} has no box file {path}. Re-extract annotation.tar.")
+        try:
+            boxes = []
+            for box in ElementTree.parse(path).getroot().iter("bndbox"):
+                xmin, ymin, xmax, ymax = (float(box.findtext(f, "")) for f in VOC_FIELDS)
+                boxes.append((xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1))
+        except (ElementTree.ParseError, ValueError):
+            raise DatasetError(
+                f"{self.name}: {path} is not a Pascal-VOC annotation with numeric bndbox fields. "
+                "Re-extract annotation.tar."
+            ) from None
+        if not boxes:
+            raise DatasetError(f"{self.name}: {path} has no bndbox. Re-extract annotation.tar.")
+        return boxes
 
     def _list_file(self, split: str) -> Path | None:
         candidates = [self.root / d / f"{split}_list.mat" for d in LIST_DIRS]

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: A bounding box as ``(x, y, width, height)`` in pixels, origin at the top-left corner.
 Box = tuple[float, float, float, float]
+#: A keypoint as ``(x, y)`` in pixels.
+Point = tuple[float, float]
 
 
 class ImageListDataset(Dataset):
@@ -32,7 +34,8 @@ class ImageListDataset(Dataset):
     ``__getitem__`` returns ``(transform(image), label)`` (the PIL image if no transform).
     With ``skip_bad_images=True`` every image is decoded once at construction and the
     unreadable ones are dropped and logged; otherwise a bad image raises when loaded.
-    ``boxes``, when given, holds one ``(x, y, w, h)`` per sample and is kept aligned.
+    ``boxes``, when given, holds one ``(x, y, w, h)`` per sample and ``parts`` the visible
+    keypoints of each sample; both are kept aligned.
     ``draft_size`` turns on reduced-size JPEG decoding (see :func:`~fgvc_mix.data.decoding.decode_rgb`);
     set it to the resize target, never below it, or images get upsampled.
     """
@@ -48,6 +51,7 @@ class ImageListDataset(Dataset):
         skip_bad_images: bool = False,
         boxes: Sequence[Box] | None = None,
         draft_size: int | None = None,
+        parts: Sequence[list[Point]] | None = None,
     ) -> None:
         if draft_size is not None and (type(draft_size) is not int or draft_size < 1):
             raise DatasetError(
@@ -60,8 +64,10 @@ class ImageListDataset(Dataset):
         self.transform = transform
         self.skip_bad_images = skip_bad_images
         self.boxes: list[Box] | None = list(boxes) if boxes is not None else None
-        if self.boxes is not None and len(self.boxes) != len(self.samples):
-            raise ValueError(f"got {len(self.boxes)} boxes for {len(self.samples)} samples")
+        self.parts: list[list[Point]] | None = list(parts) if parts is not None else None
+        for what, values in (("boxes", self.boxes), ("parts", self.parts)):
+            if values is not None and len(values) != len(self.samples):
+                raise ValueError(f"got {len(values)} {what} for {len(self.samples)} samples")
         if skip_bad_images:
             self.verify_images()
 
@@ -126,6 +132,8 @@ class ImageListDataset(Dataset):
             self.samples = [self.samples[i] for i in keep]
             if self.boxes is not None:
                 self.boxes = [self.boxes[i] for i in keep]
+            if self.parts is not None:
+                self.parts = [self.parts[i] for i in keep]
             log.warning(
                 "%s: skipped %d of %d images that could not be read (dataset.options.skip_bad_images=true)",
                 self.name,

@@ -19,21 +19,23 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from .errors import DatasetError, LayoutError
-from .image_list import Box, ImageListDataset
+from .image_list import Box, Point
+from .reader_truth import ReaderTruth
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Annotations:
-    """One split as parsed from the release: its samples, every class name, and per-sample boxes."""
+    """One split as parsed from the release: its samples, every class name, per-sample boxes and visible parts."""
 
     samples: list[tuple[Path, int]]
     classes: list[str]
     boxes: list[Box] | None = None
+    parts: list[list[Point]] | None = None
 
 
-class DatasetReader(ImageListDataset):
+class DatasetReader(ReaderTruth):
     """A dataset read from its official release under ``root``.
 
     Subclasses set the class attributes below and implement :meth:`read`; one that looks
@@ -71,7 +73,13 @@ class DatasetReader(ImageListDataset):
             err.args = (f"{err}{self.layout_help()}",)
             raise
         super().__init__(
-            parsed.samples, parsed.classes, transform, skip_bad_images, boxes=parsed.boxes, draft_size=draft_size
+            parsed.samples,
+            parsed.classes,
+            transform,
+            skip_bad_images,
+            boxes=parsed.boxes,
+            draft_size=draft_size,
+            parts=parsed.parts,
         )
 
     def locate(self, root: str | Path) -> Path:

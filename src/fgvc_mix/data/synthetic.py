@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
 from fgvc_mix.errors import UserError
 
@@ -279,6 +280,20 @@ class SyntheticFGVC(Dataset):
         """``(image, label, part_mask)``, untransformed; ``part_mask`` is (H, W) bool."""
         sample = self.render(index)
         return sample.image, sample.label, sample.part_mask
+
+    def truth_kinds(self) -> tuple[str, ...]:
+        """The truth protocol (:mod:`fgvc_mix.data.truth`): the drawn parts are the only truth."""
+        return ("parts",)
+
+    def check_truth(self, kind: str) -> None:
+        if kind != "parts":
+            raise UserError(f"SyntheticFGVC: truth={kind!r} is not available; the synthetic birds have truth=parts")
+
+    def sample_with_truth(self, index: int, kind: str) -> tuple[Tensor, int, tv_tensors.Mask]:
+        """``(image, label, units)``: one unit, the part mask (1, H, W), untransformed."""
+        self.check_truth(kind)
+        image, label, mask = self.sample_with_mask(index)
+        return image, label, tv_tensors.Mask(mask[None])
 
     def render(self, index: int) -> SyntheticSample:
         """Image ``index`` of this split, with its part, distractor and body masks."""
