@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from helpers import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.evaluation import evaluate
 from fgvc_mix.export import export
 from fgvc_mix.predict import predict
@@ -86,6 +88,13 @@ def test_split_folders_through_every_command(images: tuple[Path, list[str]], tmp
     assert all(name in per_class for name in classes)
     exported = export(ckpt, "torchscript", tmp_path / "model.pt")
     assert json.loads(exported.with_suffix(".json").read_text())["class_names"] == classes
+
+    renamed = tmp_path / "renamed"  # the same images, one class renamed since training
+    shutil.copytree(root, renamed, symlinks=True)
+    for part in ("train", "test"):
+        (renamed / part / classes[0]).rename(renamed / part / "aa_new_name")
+    with pytest.raises(UserError, match=f"class 0 is '{classes[0]}' in the checkpoint but 'aa_new_name' in the data"):
+        evaluate(ckpt, {"root": str(renamed)}, accelerator="cpu")
 
 
 @pytest.mark.parametrize("layout", ["csv", "tree"])

@@ -109,6 +109,25 @@ def _check_weights(path: Path, expected: dict[str, Tensor], stored: dict[str, Te
         )
 
 
+def check_class_names(ckpt_path: str | Path, trained: list[str] | None, datamodule: FGVCDataModule) -> None:
+    """Refuse data whose classes differ from the checkpoint's: labels would be scored against the wrong names.
+
+    A user's own folder (``dataset=folder``) may have changed since training, or ``dataset.root`` point elsewhere.
+    """
+    found = datamodule.class_names
+    if trained and list(trained) != list(found):
+        label = next((i for i, (a, b) in enumerate(zip(trained, found, strict=False)) if a != b), None)
+        if label is None:
+            differs = f"{len(trained)} classes in the checkpoint, {len(found)} in the data"
+        else:
+            differs = f"class {label} is {trained[label]!r} in the checkpoint but {found[label]!r} in the data"
+        hp = datamodule.hparams
+        raise UserError(
+            f"the classes of {ckpt_path} differ from those of dataset={hp.name} at {hp.root} ({differs}); "
+            "evaluate it on the data it was trained on (dataset.root=<that folder>)"
+        )
+
+
 def select_device(accelerator: str) -> torch.device:
     """``auto`` (a GPU when there is one), ``cpu`` or ``gpu``/``cuda``."""
     if accelerator not in ACCELERATORS:
@@ -158,6 +177,7 @@ def evaluate(
     module, datamodule = load_checkpoint(ckpt_path, dataset_overrides)
     module.to(device)
     datamodule.setup("test")
+    check_class_names(ckpt_path, module.hparams.class_names, datamodule)
     num_classes = module.hparams.num_classes
     metrics = classification_metrics(num_classes, "test/").to(device)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
