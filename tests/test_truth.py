@@ -180,3 +180,4 @@ def test_nabirds_cars_aircraft_and_dogs_give_box_truth(tmp_path: Path) -> None:
     (tmp_path / "dogs" / "Annotation" / synset).mkdir(parents=True)
     (tmp_path / "dogs" / "Annotation" / synset / f"{synset[:9]}_1").write_text(xml)
     assert dogs.sample_with_truth(0, "box")[2].sum().item() == 4 * 4 + 18 * 8 - 2 * 2  # union of two dogs
+    assert dogs.truth_coverage() == {"boxes": 1, "parts": 0, "visible parts": 0}

@@ -44,6 +44,18 @@ def test_good_tree_counts_and_exit_zero(cub_base: Path) -> None:
     text = report_text(report)
     assert "002.Laysan_Albatross" in text
     assert "8 images (train 5, test 3), 2 classes: all readable" in text
+    assert "train: of 5 images, with boxes 5, parts 0, visible parts 0" in text
+
+
+def test_annotation_coverage_counts_boxes_parts_and_visible_parts(cub_base: Path) -> None:
+    # Train images 1, 2, 3, 5, 6: parts for 1, 2 and 5, of which 2 has none visible.
+    rows = ["1 1 2.0 3.0 1", "1 2 0.0 0.0 0", "2 1 0.0 0.0 0", "5 1 4.0 4.0 1", "7 1 1.0 1.0 1"]
+    (cub_base / "parts").mkdir()
+    (cub_base / "parts" / "part_locs.txt").write_text("".join(f"{row}\n" for row in rows))
+    report = verify_dataset("cub", cub_base)
+    assert report.splits["train"].coverage == {"boxes": 5, "parts": 3, "visible parts": 2}
+    assert report.splits["test"].coverage == {"boxes": 3, "parts": 1, "visible parts": 1}
+    assert "test: of 3 images, with boxes 3, parts 1, visible parts 1" in report_text(report)
 
 
 def test_missing_and_truncated_files_are_listed(cub_base: Path) -> None:

@@ -41,6 +41,7 @@ class SplitReport:
     counts: list[int]  # images listed per label (readable or not)
     problems: list[tuple[Path, str]]  # (path, reason) of each missing or unreadable image
     sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # (width, height) of the smallest and largest
+    coverage: dict[str, int] | None = None  # images with boxes, parts, visible parts (the label-noise truth)
 
     @property
     def total(self) -> int:
@@ -107,6 +108,7 @@ def verify_dataset(
                 counts=[counts[label] for label in range(dataset.num_classes)],
                 problems=[(dataset.samples[index][0], reason) for index, reason in bad] + left_out,
                 sizes=size_range(path for i, (path, _) in enumerate(dataset.samples) if i not in unreadable),
+                coverage=dataset.truth_coverage() if hasattr(dataset, "truth_coverage") else None,
             )
     return VerifyReport(name, Path(root), splits)
 
@@ -146,6 +148,10 @@ def print_report(report: VerifyReport, console: Console) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+    for split, rep in report.splits.items():
+        if rep.coverage is not None:
+            counts = ", ".join(f"{kind} {count:,}" for kind, count in rep.coverage.items())
+            console.print(f"{split}: of {rep.total:,} images, with {counts}", markup=False, highlight=False)
     for split, path, reason in report.problems:
         console.print(f"{split}: {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
     totals = ", ".join(f"{split} {rep.total:,}" for split, rep in report.splits.items())

@@ -39,7 +39,7 @@ class CubStyleSplit:
     all_class_ids: set[str]  # class ids used by any image of any split
     boxes: list[Box] | None  # aligned with entries, None without bounding_boxes.txt
     labels_file: Path
-    parts: list[list[Point]] | None = None  # visible keypoints, aligned with entries; None without part_locs
+    parts: list[list[Point] | None] | None = None  # visible keypoints per entry (None: no line); None: no file
 
 
 def read_cub_style(base: Path, split: str, *, dataset: str) -> CubStyleSplit:
@@ -92,8 +92,8 @@ def _read_boxes(path: Path, image_ids: Sequence[str], *, dataset: str) -> list[B
     return [(x, y, w, h) for x, y, w, h in rows]
 
 
-def _read_visible_parts(path: Path, image_ids: Sequence[str], *, dataset: str) -> list[list[Point]]:
-    """The ``visible=1`` keypoints of each image in ``image_ids`` (an image with no line has none)."""
+def _read_visible_parts(path: Path, image_ids: Sequence[str], *, dataset: str) -> list[list[Point] | None]:
+    """The ``visible=1`` keypoints of each image in ``image_ids`` (``None`` for an image without a line)."""
     visible: dict[str, list[Point]] = {}
     for line, image_id, values in read_pairs(path, dataset=dataset):
         fields = values.split()
@@ -106,7 +106,7 @@ def _read_visible_parts(path: Path, image_ids: Sequence[str], *, dataset: str) -
         parts = visible.setdefault(image_id, [])
         if fields[3] == "1":
             parts.append(point)
-    return [visible.get(image_id, []) for image_id in image_ids]
+    return [visible.get(image_id) for image_id in image_ids]
 
 
 def assign_labels(split: CubStyleSplit, class_ids: Sequence[str], *, dataset: str) -> list[tuple[Path, int]]:

@@ -74,12 +74,19 @@ class StanfordDogs(DatasetReader):
     def has_boxes(self) -> bool:
         return (self.root / ANNOTATION_DIR).is_dir()
 
+    def boxed_images(self) -> int:
+        """Images with an annotation file (their XML is parsed only when a box is asked for)."""
+        return sum(self._annotation_file(index).is_file() for index in range(len(self)))
+
+    def _annotation_file(self, index: int) -> Path:
+        image = self.samples[index][0]
+        return self.root / ANNOTATION_DIR / image.parent.name / image.stem
+
     def object_boxes(self, index: int) -> list[Box]:
         """The dogs' boxes in the image's XML (``xmin``..``xmax`` 1-based inclusive) as 0-based ``(x, y, w, h)``."""
-        image = self.samples[index][0]
-        path = self.root / ANNOTATION_DIR / image.parent.name / image.stem
+        path = self._annotation_file(index)
         if not path.is_file():
-            raise DatasetError(f"{self.name}: image {image.name} has no box file {path}. Re-extract annotation.tar.")
+            raise DatasetError(f"{self.name}: image {path.name} has no box file {path}. Re-extract annotation.tar.")
         try:
             boxes = []
             for box in ElementTree.parse(path).getroot().iter("bndbox"):

@@ -51,7 +51,7 @@ class ImageListDataset(Dataset):
         skip_bad_images: bool = False,
         boxes: Sequence[Box] | None = None,
         draft_size: int | None = None,
-        parts: Sequence[list[Point]] | None = None,
+        parts: Sequence[list[Point] | None] | None = None,
     ) -> None:
         if draft_size is not None and (type(draft_size) is not int or draft_size < 1):
             raise DatasetError(
@@ -64,7 +64,7 @@ class ImageListDataset(Dataset):
         self.transform = transform
         self.skip_bad_images = skip_bad_images
         self.boxes: list[Box] | None = list(boxes) if boxes is not None else None
-        self.parts: list[list[Point]] | None = list(parts) if parts is not None else None
+        self.parts: list[list[Point] | None] | None = list(parts) if parts is not None else None
         for what, values in (("boxes", self.boxes), ("parts", self.parts)):
             if values is not None and len(values) != len(self.samples):
                 raise ValueError(f"got {len(values)} {what} for {len(self.samples)} samples")

@@ -32,7 +32,7 @@ class Annotations:
     samples: list[tuple[Path, int]]
     classes: list[str]
     boxes: list[Box] | None = None
-    parts: list[list[Point]] | None = None
+    parts: list[list[Point] | None] | None = None
 
 
 class DatasetReader(ReaderTruth):

@@ -33,6 +33,19 @@ class ReaderTruth(ImageListDataset):
         assert self.boxes is not None
         return [self.boxes[index]]
 
+    def boxed_images(self) -> int:
+        """How many images of the split have an object box."""
+        return len(self) if self.boxes is not None else 0
+
+    def truth_coverage(self) -> dict[str, int]:
+        """Images with an object box, with part annotations, and with at least one visible part."""
+        parts = self.parts or []
+        return {
+            "boxes": self.boxed_images(),
+            "parts": sum(p is not None for p in parts),
+            "visible parts": sum(bool(p) for p in parts),
+        }
+
     def truth_kinds(self) -> tuple[str, ...]:
         """The kinds of truth this split has: ``parts`` needs keypoints and boxes, ``box`` boxes."""
         has = {"parts": self.parts is not None and self.has_boxes, "box": self.has_boxes}
@@ -69,5 +82,5 @@ class ReaderTruth(ImageListDataset):
             units = box_units(image.size, boxes, scale)
         else:
             assert self.parts is not None
-            units = disc_units(image.size, self.parts[index], part_radius(boxes[0]), scale)
+            units = disc_units(image.size, self.parts[index] or [], part_radius(boxes[0]), scale)
         return image, label, tv_tensors.Mask(units)
