@@ -3,20 +3,32 @@ unwritable outputs, bad options, and determinism. See docs/reliability.md for th
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import fsspec.implementations.local
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import CONFIG_DIR
+from helpers import CONFIG_DIR, TINY_SYNTHETIC
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
+from torch.utils.data import Dataset
 
+from fgvc_mix.data.resumable import EpochSampler, SeededSamples
 from fgvc_mix.mixing import mixed_cross_entropy
 from fgvc_mix.module import FGVCModule
+from fgvc_mix.preemption import INTERRUPTED_EXIT_CODE
 from fgvc_mix.train import build, check_output_dir
+
+TESTS = str(Path(__file__).parent)
 
 
 def quiet(cfg_factory, *overrides):
@@ -172,3 +184,108 @@ def test_same_seed_gives_identical_training_on_cpu(mix, workers, tiny_config):
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0, msg=key)
     assert any(not torch.equal(first[k], other_seed[k]) for k in first if first[k].is_floating_point())
     assert not math.isnan(float(first["model.head.weight"].sum()))
+
+
+class RandomPerLoad(Dataset):
+    """Each load draws from torch's global random state, as the training augmentation does."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(1)
+
+
+def test_training_order_and_augmentation_depend_only_on_seed_epoch_and_sample():
+    def order(epoch: int, skip: int = 0) -> list[tuple[int, int]]:
+        sampler = EpochSampler(RandomPerLoad(), seed=3)
+        sampler.set_epoch(epoch)
+        sampler.skip_next(skip)
+        first = list(sampler)
+        assert len(list(sampler)) == 10  # the skip applies to one pass only
+        return first
+
+    assert order(1) == order(1) != order(2)
+    assert order(1, skip=4) == order(1)[4:]
+    samples = SeededSamples(RandomPerLoad(), seed=3)
+    state = torch.get_rng_state()
+    first = samples[(1, 7)]
+    assert torch.equal(torch.get_rng_state(), state)  # training's own draws are left as they were
+    torch.rand(5)
+    assert torch.equal(samples[(1, 7)], first) and not torch.equal(samples[(2, 7)], first)
+
+
+def test_training_batches_are_the_same_with_and_without_loader_workers(tiny_config):
+    """Worker processes used to draw their own crops and flips, which a checkpoint cannot carry."""
+    batches = {}
+    for workers in (0, 2):
+        _, datamodule, _ = build(tiny_config(f"dataset.num_workers={workers}", "logger=csv", "callbacks=[]"))
+        batches[workers] = [images for images, _ in datamodule.train_dataloader()]
+    assert len(batches[0]) == 3
+    for zero, two in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(zero, two)
+
+
+def test_a_mid_epoch_checkpoint_resumes_the_epoch_past_the_batches_it_trained(tiny_config):
+    _, datamodule, _ = build(tiny_config("logger=csv", "callbacks=[]"))
+    loader = datamodule.train_dataloader()
+    loader.sampler.set_epoch(1)
+    epoch_1 = [targets for _, targets in loader]
+    datamodule.load_state_dict({"resume_epoch": 1, "resume_batches": 1})
+    resumed = [targets for _, targets in datamodule.train_dataloader()]
+    assert len(resumed) == 2 and all(torch.equal(a, b) for a, b in zip(resumed, epoch_1[1:], strict=True))
+    assert len(list(datamodule.train_dataloader())) == 3  # only the resumed run's first epoch is shortened
+
+
+RESUMABLE_RUN = [
+    *TINY_SYNTHETIC,
+    "dataset.num_workers=2",  # the default's loader workers, which used to make resuming inexact
+    "optim.epochs=2",  # 3 batches an epoch
+    "trainer.accelerator=cpu",
+    "logger=csv",
+    "callbacks.mixed_images.every_n_epochs=100",
+    "~callbacks.label_noise",
+]
+
+
+def run_train(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m fgvc_mix.train`` in a process of its own, able to import ``helpers``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "fgvc_mix.train", *arguments]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_weights(tmp_path_factory) -> dict[str, torch.Tensor]:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run_train(*RESUMABLE_RUN, f"hydra.run.dir={run_dir}", cwd=run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["TERM", "KILL"])
+def test_a_run_stopped_by_a_signal_resumes_to_bit_identical_weights(signal_name, uninterrupted_weights, tmp_path):
+    """SIGTERM after step 4 (mid-epoch 1): saved there, marked interrupted, exit 143, the printed command
+    resumes. kill -9 after step 4: resumed from the end of epoch 0. Both end as the uninterrupted run."""
+    run_dir, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"
+    stop = ["+callbacks.stop._target_=helpers.sigterm.SignalAfterStep", "+callbacks.stop.step=4"]
+    stopped = run_train(
+        *RESUMABLE_RUN, *stop, f"+callbacks.stop.name={signal_name}", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    if signal_name == "TERM":
+        assert stopped.returncode == INTERRUPTED_EXIT_CODE, stopped.stderr[-3000:]
+        result = json.loads((run_dir / "metrics.json").read_text())
+        assert result["status"] == "interrupted" and result["global_step"] == 4
+        assert result["resume"] in stopped.stdout and torch.load(last, weights_only=False)["global_step"] == 4
+        resume = shlex.split(result["resume"])[3:]  # the command as printed, after "python -m fgvc_mix.train"
+    else:
+        assert stopped.returncode == -signal.SIGKILL
+        assert torch.load(last, weights_only=False)["global_step"] == 3  # the end of epoch 0
+        resume = [*RESUMABLE_RUN, f"ckpt_path={last}", f"hydra.run.dir={run_dir}"]
+    resumed = run_train(*resume, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    weights = torch.load(last, weights_only=False)["state_dict"]
+    for key, value in uninterrupted_weights.items():
+        torch.testing.assert_close(weights[key], value, rtol=0, atol=0, msg=key)

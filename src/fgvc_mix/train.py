@@ -24,6 +24,14 @@ from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, che
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.errors import UserError
 from fgvc_mix.module import FGVCModule
+from fgvc_mix.preemption import (
+    INTERRUPTED_EXIT_CODE,
+    Preempted,
+    SaveOnSigterm,
+    checkpoint_path,
+    report_interrupted,
+    sigterm_as_preempted,
+)
 from fgvc_mix.sweep_summary import write_job_result
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     module.example_input_array = torch.zeros(1, 3, size, size)  # the model summary's FLOPs and sizes
     loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(SaveOnSigterm(checkpoint_path(HydraConfig.get().runtime.output_dir)))
     trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     params = experiment_params(cfg)
     for logger in loggers:
@@ -118,10 +127,11 @@ def declare_hparams(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then test the last (default) or best weights; returns the test metrics."""
     module, datamodule, trainer = build(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    # The weights in memory after fit are the last epoch's; "best" reloads the best checkpoint.
-    test_ckpt = "best" if cfg.test_ckpt == "best" and trainer.checkpoint_callback is not None else None
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
+    with sigterm_as_preempted(trainer):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # The weights in memory after fit are the last epoch's; "best" reloads the best checkpoint.
+        test_ckpt = "best" if cfg.test_ckpt == "best" and trainer.checkpoint_callback is not None else None
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
     return results[0] if results else {}
 
 
@@ -147,6 +157,10 @@ def main(cfg: DictConfig) -> float | None:
     with one_line_user_errors():
         try:
             metrics = train(cfg)
+        except Preempted as stop:
+            if rank_zero_only.rank == 0:
+                report_interrupted(output_dir, stop)
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
         except Exception as error:
             if rank_zero_only.rank == 0:
                 write_job_result(output_dir, None, error)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
@@ -15,6 +17,7 @@ from torchvision.transforms import v2
 from fgvc_mix.data.device_decode import EncodedBatch, EncodedJpegs, check_decode, collate_encoded, decode_batch
 from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.data.registry import build_dataset, dataset_entry
+from fgvc_mix.data.resumable import EpochSampler, SeededSamples
 from fgvc_mix.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -80,6 +83,7 @@ class FGVCDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.datasets: dict[str, Dataset] = {}
         self.class_names: list[str] = []
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches done) a checkpoint's training goes on from
 
     def transform(self, train: bool) -> v2.Compose:
         """The training (random crop, flip) or evaluation (centre crop) pipeline of these settings."""
@@ -133,11 +137,21 @@ class FGVCDataModule(pl.LightningDataModule):
         # Under DDP, Lightning's sampler pads the evaluation splits with repeated samples so that
         # ranks get equal shares; an unrepeated sampler makes every test image count exactly once.
         distributed_eval = not train and torch.distributed.is_available() and torch.distributed.is_initialized()
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed_eval else None
+        if train:  # order and augmentation from (seed, epoch, sample): resuming is exact (data/resumable.py)
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything, as Lightning's samplers read it
+            ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+            sampler = EpochSampler(dataset, seed, *ranks)
+            # Lightning makes the first iterator, and its workers draw indices, before it sets the epoch.
+            epoch, done = self.resume_at or (self.trainer.current_epoch if self.trainer is not None else 0, 0)
+            sampler.set_epoch(epoch)
+            sampler.skip_next(done * hp.batch_size)
+            self.resume_at = None
+            dataset = SeededSamples(dataset, seed)
         return DataLoader(
             dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            shuffle=train,
-            sampler=UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed_eval else None,
+            sampler=sampler,
             drop_last=train and hp.drop_last,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
@@ -153,6 +167,19 @@ class FGVCDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch a resumed run trains and how many of its batches a checkpoint taken mid-epoch has done."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epoch, done = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        mid_epoch = done < trainer.num_training_batches
+        return {"resume_epoch": epoch if mid_epoch else epoch + 1, "resume_batches": done if mid_epoch else 0}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "resume_epoch" in state_dict:
+            self.resume_at = (state_dict["resume_epoch"], state_dict["resume_batches"])
 
     def to_device(self, batch: tuple[Any, Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
         """A loader's batch as (images, targets) on ``device``; with ``decode=gpu`` the images are decoded there."""
