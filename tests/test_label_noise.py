@@ -13,6 +13,7 @@ from torch.utils.data import Subset
 from torchvision.transforms import v2
 
 from fgvc_mix.callbacks import LabelNoiseMeter
+from fgvc_mix.data.cub import CUB200
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import eval_transform
 from fgvc_mix.label_fidelity import checkpoint_label_noise, draw_pairs, masked_samples, measure, part_mask_source
@@ -178,6 +179,18 @@ def test_meter_does_nothing_without_truth_and_says_so_once(caplog):
     ]
     with pytest.raises(ValueError, match="every_n_epochs"):
         LabelNoiseMeter(every_n_epochs=0)
+    with pytest.raises(ValueError, match="split must be 'train' or 'val'"):
+        LabelNoiseMeter(split="test")
+
+
+def test_meter_takes_its_split_and_truth_kind(tmp_path):
+    cub = CUB200(write_cub_with_parts(tmp_path, num_classes=2), "train", transform=eval_transform(8, 8))
+    datamodule = type("DataModule", (), {"datasets": {"train": None, "val": cub}})
+    trainer = type("Trainer", (), {"datamodule": datamodule})
+    images, targets, masks = LabelNoiseMeter(num_pairs=2, split="val", truth="box")._training_samples(trainer)
+    assert sorted(targets.tolist()) == [0, 1]
+    assert images.shape == (2, 3, 8, 8) and masks.sum().item() == 2 * 36  # the 6 x 6 box of each image
+    assert LabelNoiseMeter(num_pairs=2, split="train")._training_samples(trainer) is None
 
 
 def test_measure_uses_eval_mode_so_cam_bn_and_chunking_do_not_matter():

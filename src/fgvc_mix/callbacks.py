@@ -169,7 +169,8 @@ class MixingDashboard(pl.Callback):
 
 class LabelNoiseMeter(pl.Callback):
     """Logs ``train/label_mae_snapmix``, ``train/label_mae_cutmix`` and ``train/label_mae_ratio``
-    at the end of every ``every_n_epochs``-th training epoch, on a fixed set of training images.
+    at the end of every ``every_n_epochs``-th training epoch, on a fixed set of images of ``split``
+    (``train``: with the training transform's crop and flip; ``val``: the validation images).
 
     The images, their transform's random crop/flip and the pairs are fixed by ``seed``,
     so the curve follows the model alone. The truth is the dataset's (``data.truth``):
@@ -185,7 +186,10 @@ class LabelNoiseMeter(pl.Callback):
         seed: int = 0,
         beta: float = SNAPMIX_BETA,
         truth: str | None = None,
+        split: str = "train",
     ):
+        if split not in ("train", "val"):
+            raise UserError(f"LabelNoiseMeter: split must be 'train' or 'val', got {split!r}")
         if every_n_epochs < 1:
             raise UserError(f"LabelNoiseMeter: every_n_epochs must be >= 1, got {every_n_epochs}")
         if num_pairs < 2:
@@ -195,12 +199,13 @@ class LabelNoiseMeter(pl.Callback):
         self.seed = seed
         self.beta = beta
         self.truth = truth
+        self.split = split
         self._samples: tuple[Tensor, Tensor, Tensor] | None = None
         self._off = False
 
     def _training_samples(self, trainer: pl.Trainer) -> tuple[Tensor, Tensor, Tensor] | None:
         if self._samples is None and not self._off:
-            dataset = getattr(trainer.datamodule, "datasets", {}).get("train")
+            dataset = getattr(trainer.datamodule, "datasets", {}).get(self.split)
             source = None if dataset is None else truth_source(dataset)
             kinds = () if source is None else source[0].truth_kinds()
             if not kinds or (self.truth is not None and self.truth not in kinds):
