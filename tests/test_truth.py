@@ -22,7 +22,7 @@ from fgvc_mix.data.nabirds import NABirds
 from fgvc_mix.data.transforms import train_transform
 from fgvc_mix.data.truth import truth_map
 from fgvc_mix.label_fidelity import draw_pairs, masked_samples
-from fgvc_mix.mixing import cutmix, snapmix
+from fgvc_mix.mixing import cutmix, fmix, snapmix
 from fgvc_mix.mixing.label_scoring import label_noise, mixer_label_score, semantic_shares
 
 TO_TENSOR = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # no geometry
@@ -145,6 +145,11 @@ def test_area_rule_is_exact_when_the_object_fills_the_image_and_oracle_cams_are_
         return snapmix(x, y, masks, per_sample=True, same_label="keep", generator=torch.Generator().manual_seed(2))
 
     assert mixer_label_score(oracle_snapmix, images, masks, targets, n).score.mae < 1e-6
+
+    def oracle_fmix(x, y):  # a mask mixer: the truth through MixedBatch.mask
+        return fmix(x, y, per_sample=True, cams=masks, generator=torch.Generator().manual_seed(3))
+
+    assert mixer_label_score(oracle_fmix, images, masks, targets, n).score.mae < 1e-6
 
 
 def test_nabirds_cars_aircraft_and_dogs_give_box_truth(tmp_path: Path) -> None:
