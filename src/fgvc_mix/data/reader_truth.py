@@ -16,6 +16,12 @@ from .errors import DatasetError
 from .image_list import Box, ImageListDataset
 from .truth import TRUTH_KINDS, box_units, disc_units, part_radius
 
+#: Where the releases that have each kind of truth keep it, for a dataset that has none.
+ANNOTATED = {
+    "parts": "keypoints come with cub and nabirds: parts/part_locs.txt",
+    "box": "boxes come with cub, nabirds (bounding_boxes.txt), cars, aircraft (images_box.txt), dogs (Annotation/)",
+}
+
 
 class ReaderTruth(ImageListDataset):
     """``truth_kinds`` / ``sample_with_truth`` from the parsed ``boxes`` and ``parts``."""
@@ -60,7 +66,7 @@ class ReaderTruth(ImageListDataset):
         root = getattr(self, "root", None)
         where = f" under {root}" if root is not None else ""
         needed = self.truth_files.get(kind)
-        fix = f"it needs {needed}{where}" if needed else "its release has no annotation file for it"
+        fix = f"it needs {needed}{where}" if needed else f"its files have none; {ANNOTATED[kind]}"
         have = ", ".join(self.truth_kinds()) or "none"
         raise DatasetError(f"{self.name}: no truth={kind} here: {fix} (truth kinds available: {have}).")
 
