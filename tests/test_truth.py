@@ -186,3 +186,13 @@ def test_nabirds_cars_aircraft_and_dogs_give_box_truth(tmp_path: Path) -> None:
     (tmp_path / "dogs" / "Annotation" / synset / f"{synset[:9]}_1").write_text(xml)
     assert dogs.sample_with_truth(0, "box")[2].sum().item() == 4 * 4 + 18 * 8 - 2 * 2  # union of two dogs
     assert dogs.truth_coverage() == {"boxes": 1, "parts": 0, "visible parts": 0}
+
+
+def test_a_reduced_decode_scales_the_annotations(tmp_path: Path) -> None:
+    write_cub(tmp_path, [(160, 240)] * 2, ["0 0 80 120"] * 2, [["40 60 1"]] * 2)
+    full = CUB200(tmp_path, "train").sample_with_truth(0, "box")[2]
+    reduced = CUB200(tmp_path, "train", draft_size=40).sample_with_truth(0, "box")[2]  # decoded at 1/4: 40 x 60
+    assert full.sum().item() == 80 * 120 and reduced.shape == (1, 60, 40) and reduced.sum().item() == 20 * 30
+    disc = CUB200(tmp_path, "train", draft_size=40).sample_with_truth(0, "parts")[2][0]
+    rows, cols = torch.nonzero(disc, as_tuple=True)
+    assert (rows.float().mean().item(), cols.float().mean().item()) == (15.0, 10.0)  # (40, 60) / 4
