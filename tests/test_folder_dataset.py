@@ -58,6 +58,14 @@ def test_an_official_val_folder_is_used_as_it_is(tmp_path: Path) -> None:
     assert all(path.startswith("val/") for path, _ in parts["val"])
 
 
+def test_images_in_nested_and_linked_folders_belong_to_the_top_class_folder(tmp_path: Path) -> None:
+    tree(tmp_path / "elsewhere", {"more": 2}, seed=50)
+    tree(tmp_path / "data" / "train", {"sparrow": 2})
+    (tmp_path / "data" / "train" / "sparrow" / "linked").symlink_to(tmp_path / "elsewhere" / "more")
+    train = build_dataset("folder", tmp_path / "data", "train", split=[1.0, 0.0, 0.0])
+    assert train.classes == ["sparrow"] and len(train) == 4
+
+
 def test_one_tree_is_split_per_class_with_a_seed(tmp_path: Path) -> None:
     tree(tmp_path, {"sparrow": 20, "finch": 10, "wren": 30})
     first = splits(tmp_path)

@@ -91,9 +91,11 @@ def verify_dataset(
     progress bar goes to ``console`` when given.
     """
     options = {**(options or {}), "skip_bad_images": False}
-    datasets: dict[str, ImageListDataset] = {
-        split: build_dataset(name, root, split, **options) for split in splits_to_scan(name, options)
-    }
+    datasets: dict[str, ImageListDataset] = {"train": build_dataset(name, root, "train", **options)}
+    present = getattr(datasets["train"], "split_sizes", None)  # the folder data: a split may have no images
+    for split in splits_to_scan(name, options)[1:]:
+        if present is None or present[split]:
+            datasets[split] = build_dataset(name, root, split, **options)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     splits = {}
     with Progress(*columns, console=console, disable=console is None) as progress:

@@ -36,7 +36,7 @@ class ImageFolderData(DatasetReader):
 
     ``shares`` (``dataset.options.split``) are the train/val/test shares of each class used to
     carve the splits the data lacks; ``seed`` fixes the carving. ``ignored`` lists this split's
-    files that are not images (left out, with a warning).
+    files that are not images (left out, with a warning); ``split_sizes`` the images of every split.
     """
 
     name = "folder"
@@ -67,6 +67,7 @@ class ImageFolderData(DatasetReader):
         index = {name: label for label, name in enumerate(classes)}
         given = {split: [(row.path, index[row.label]) for row in rows] for split, rows in listing.splits.items()}
         samples = carve_missing(given, self.shares, self.seed)
+        self.split_sizes = {split: len(rows) for split, rows in samples.items()}
         if not samples[self.split]:
             raise DatasetError(
                 f"folder: {self.root} has no {self.split} split ({listing.layout} layout) and "

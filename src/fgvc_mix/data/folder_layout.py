@@ -73,7 +73,7 @@ def list_tree(top: Path, layout: str, split: str) -> Listing:
         raise LayoutError(f"folder: {top} has no class folders; put each class's images in {top}/<class name>/.")
     for name in classes:
         found = []
-        for folder, subfolders, files in os.walk(top / name):
+        for folder, subfolders, files in os.walk(top / name, followlinks=True):  # as torchvision's ImageFolder
             subfolders[:] = [d for d in subfolders if not d.startswith(".")]
             for file in files:
                 if not file.startswith("."):
