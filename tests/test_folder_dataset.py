@@ -231,3 +231,18 @@ def test_experiment_finetune_is_lite0_snapmix_and_the_papers_optimiser(tmp_path:
     assert cfg.dataset.num_classes is None and cfg.trainer.max_epochs == cfg.optim.epochs == 50
     assert list(cfg.optim.scheduler.milestones) == [20, 38, 45]
     assert compose_config(["experiment=finetune", "model=small_cnn"], tmp_path).model.name == "small_cnn"
+
+
+def test_evaluate_refuses_data_whose_classes_differ_from_the_checkpoints() -> None:
+    from types import SimpleNamespace
+
+    from fgvc_mix.errors import UserError
+    from fgvc_mix.evaluation import check_class_names
+
+    data = SimpleNamespace(class_names=["finch", "robin"], hparams=SimpleNamespace(name="folder", root="/d"))
+    check_class_names("a.ckpt", ["finch", "robin"], data)
+    check_class_names("a.ckpt", None, data)  # checkpoints without names are not checked
+    with pytest.raises(UserError, match="class 1 is 'wren' in the checkpoint but 'robin' in the data"):
+        check_class_names("a.ckpt", ["finch", "wren"], data)
+    with pytest.raises(UserError, match=r"\(3 classes in the checkpoint, 2 in the data\)"):
+        check_class_names("a.ckpt", ["finch", "robin", "wren"], data)
