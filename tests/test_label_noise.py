@@ -183,7 +183,7 @@ def test_meter_does_nothing_without_truth_and_says_so_once(caplog):
         LabelNoiseMeter(split="test")
 
 
-def test_meter_takes_its_split_and_truth_kind(tmp_path):
+def test_meter_takes_its_split_and_truth_kind_and_a_flaw_turns_it_off(tmp_path, caplog):
     cub = CUB200(write_cub_with_parts(tmp_path, num_classes=2), "train", transform=eval_transform(8, 8))
     datamodule = type("DataModule", (), {"datasets": {"train": None, "val": cub}})
     trainer = type("Trainer", (), {"datamodule": datamodule})
@@ -191,6 +191,16 @@ def test_meter_takes_its_split_and_truth_kind(tmp_path):
     assert sorted(targets.tolist()) == [0, 1]
     assert images.shape == (2, 3, 8, 8) and masks.sum().item() == 2 * 36  # the 6 x 6 box of each image
     assert LabelNoiseMeter(num_pairs=2, split="train")._training_samples(trainer) is None
+    lines(tmp_path / "bounding_boxes.txt", [f"{i} 100 100 6 6" for i in range(1, 5)])  # every box off its image
+    cub = CUB200(tmp_path, "train", transform=eval_transform(8, 8))
+    datamodule.datasets["val"] = cub
+    meter = LabelNoiseMeter(num_pairs=2, split="val", truth="box")
+    with caplog.at_level("WARNING", logger="fgvc_mix.callbacks"):
+        assert meter._training_samples(trainer) is None and meter._training_samples(trainer) is None
+    assert [r.getMessage() for r in caplog.records if r.name == "fgvc_mix.callbacks"] == [
+        "LabelNoiseMeter: none of the 2 images of the split has truth=box inside its crop; "
+        "label noise is not measured in this run"
+    ]
 
 
 def test_measure_uses_eval_mode_so_cam_bn_and_chunking_do_not_matter():

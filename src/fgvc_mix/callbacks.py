@@ -214,7 +214,11 @@ class LabelNoiseMeter(pl.Callback):
                 wanted = f"truth={self.truth}" if self.truth else "truth (part masks, keypoints or boxes)"
                 log.info("LabelNoiseMeter: %s has no %s; label noise is not measured in this run", name, wanted)
                 return None
-            self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed, self.truth)
+            try:
+                self._samples = masked_samples(dataset, min(self.num_pairs, len(dataset)), self.seed, self.truth)
+            except UserError as err:  # a diagnostic: a flaw in the annotations must not stop the training
+                self._off = True
+                log.warning("LabelNoiseMeter: %s; label noise is not measured in this run", err)
         return self._samples
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
