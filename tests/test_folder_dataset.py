@@ -146,7 +146,8 @@ def test_a_malformed_csv_row_and_bad_shares_are_refused(tmp_path: Path) -> None:
     assert "train.csv line 2: expected path,label" in error(tmp_path)
     write_csv(tmp_path / "train.csv", [("img/a/00.jpg", "a")])
     assert "dataset.options.split must be [train, val, test] shares" in error(tmp_path, split=[0.5, 0.5])
-    assert "no val split (csv layout)" in error(tmp_path, "val", split=[0.9, 0.0, 0.1])
+    assert "has no val images (no val/ folder or val.csv" in error(tmp_path, "val", split=[0.9, 0.0, 0.1])
+    assert "a share of 0); give it a share." in error(tmp_path, "test", split=[0.9, 0.1, 0.0])
 
 
 def test_split_folders_beside_class_folders_are_refused(tmp_path: Path) -> None:

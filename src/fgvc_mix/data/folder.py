@@ -69,9 +69,10 @@ class ImageFolderData(DatasetReader):
         samples = carve_missing(given, self.shares, self.seed)
         self.split_sizes = {split: len(rows) for split, rows in samples.items()}
         if not samples[self.split]:
+            other = ", or set dataset.val_source=test" if self.split == "val" else ""
             raise DatasetError(
-                f"folder: {self.root} has no {self.split} split ({listing.layout} layout) and "
-                f"dataset.options.split gives it a share of 0; give it a share, or set dataset.val_source=test."
+                f"folder: {self.root} has no {self.split} images (no {self.split}/ folder or {self.split}.csv, "
+                f"and dataset.options.split gives {self.split} a share of 0); give it a share{other}."
             )
         self.ignored = listing.ignored.get(self.split, [])
         if self.ignored:
