@@ -28,7 +28,7 @@ from .annotation_checks import check_not_empty
 from .annotation_text import read_names, read_numbers, read_pairs
 from .decoding import decode_rgb
 from .errors import BadImageError, DatasetError
-from .image_list import Box
+from .image_list import Box, box_from_one_based
 from .reader import Annotations, DatasetReader, check_use_val
 
 BANNER_HEIGHT = 20
@@ -101,7 +101,7 @@ class FGVCAircraft(DatasetReader):
     def _read_boxes(self, image_ids: list[str]) -> list[Box]:
         """Each image's box from ``images_box.txt`` as ``(x, y, w, h)`` with 0-based, half-open pixels."""
         rows = read_numbers(self.root / BOX_FILE, image_ids, dataset=self.name, fields="<xmin> <ymin> <xmax> <ymax>")
-        return [(xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1) for xmin, ymin, xmax, ymax in rows]
+        return [box_from_one_based(*row) for row in rows]
 
     def load_image(self, path: Path) -> Image.Image:
         """Load as RGB and cut the bottom copyright banner (before any transform).

@@ -19,7 +19,7 @@ from typing import ClassVar
 from .annotation_checks import check_not_empty, parse_int
 from .annotation_matlab import load_mat, mat_field, mat_scalar
 from .errors import DatasetError, LayoutError
-from .image_list import Box
+from .image_list import Box, box_from_one_based
 from .reader import Annotations, DatasetReader
 
 LIST_DIRS = ("lists", "")
@@ -90,8 +90,7 @@ class StanfordDogs(DatasetReader):
         try:
             boxes = []
             for box in ElementTree.parse(path).getroot().iter("bndbox"):
-                xmin, ymin, xmax, ymax = (float(box.findtext(f, "")) for f in VOC_FIELDS)
-                boxes.append((xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1))
+                boxes.append(box_from_one_based(*(float(box.findtext(f, "")) for f in VOC_FIELDS)))
         except (ElementTree.ParseError, ValueError):
             raise DatasetError(
                 f"{self.name}: {path} is not a Pascal-VOC annotation with numeric bndbox fields. "

@@ -28,6 +28,11 @@ Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 
 
+def box_from_one_based(xmin: float, ymin: float, xmax: float, ymax: float) -> Box:
+    """A :data:`Box` from corners whose top-left pixel is (1, 1), both ends included (Aircraft, Pascal VOC)."""
+    return (xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1)
+
+
 class ImageListDataset(Dataset):
     """A list of ``(image path, 0-based label)`` pairs with robust RGB loading.
 
