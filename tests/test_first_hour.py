@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
-from helpers import TINY_SYNTHETIC, compose_config
+from helpers import TINY_SYNTHETIC, compose_config, run_module
 from hydra.core.global_hydra import GlobalHydra
 
 from fgvc_mix.config import build_from_config
@@ -23,12 +21,6 @@ from fgvc_mix.run_logging import KnownNoise, filter_known_noise
 from fgvc_mix.synthetic_export import LABELS_FILE, export_samples
 
 TEST_SIZE = next(int(o.split("=")[1]) for o in TINY_SYNTHETIC if o.startswith("dataset.options.test_size="))
-
-
-def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", f"fgvc_mix.{module}", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 def demo_datamodule(tmp_path: Path) -> FGVCDataModule:

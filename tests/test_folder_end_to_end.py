@@ -4,15 +4,12 @@ CSV lists, one class-per-folder tree), then train, verify, evaluate, predict and
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import compose_config
+from helpers import compose_config, run_module
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
@@ -57,12 +54,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path, quality=95)
     return root, sorted(folder_name(c) for c in split.classes)
-
-
-def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", f"fgvc_mix.{module}", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_split_folders_through_every_command(images: tuple[Path, list[str]], tmp_path: Path) -> None:
