@@ -19,6 +19,7 @@ from fgvc_mix.data.dogs import StanfordDogs
 from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.data.flowers102 import Flowers102
 from fgvc_mix.data.nabirds import NABirds
+from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import train_transform
 from fgvc_mix.data.truth import truth_map
 from fgvc_mix.label_fidelity import draw_pairs, masked_samples
@@ -90,6 +91,10 @@ def test_missing_annotations_are_refused_naming_the_file(tmp_path: Path) -> None
     with pytest.raises(DatasetError, match=r"truth=parts.*parts/part_locs\.txt.*available: box"):
         masked_samples(no_parts, 2, truth="parts")
     assert masked_samples(no_parts, 2)[2].sum().item() == 2 * 16  # the first kind it has: box
+    with pytest.raises(DatasetError, match="truth='segments' is not known; choose one of parts, box"):
+        masked_samples(no_parts, 2, truth="segments")
+    with pytest.raises(ValueError, match="the synthetic birds have truth=parts"):
+        masked_samples(SyntheticFGVC("test", 4), 2, truth="box")
     flowers = Flowers102.__new__(Flowers102)  # a release without boxes or parts
     flowers.boxes = flowers.parts = None
     with pytest.raises(DatasetError, match=r"no truth=box here: its files have none; boxes come with cub"):
