@@ -192,6 +192,16 @@ def test_nabirds_cars_aircraft_and_dogs_give_box_truth(tmp_path: Path) -> None:
     assert dogs.sample_with_truth(0, "box")[2].sum().item() == 4 * 4 + 18 * 8 - 2 * 2  # union of two dogs
     assert dogs.truth_coverage() == {"boxes": 1, "parts": 0, "visible parts": 0}
 
+    # Each through the training geometry into the meter's samples (square resize, crop, flip).
+    square = train_transform(12, 16, resize="square")
+    for reader in (
+        StanfordCars(tmp_path / "cars", "train", transform=square),
+        FGVCAircraft(data, "train", transform=square),
+        StanfordDogs(tmp_path / "dogs", "train", transform=square),
+    ):
+        images, _, boxes = masked_samples(reader, 1, truth="box")
+        assert images.shape == (1, 3, 12, 12) and boxes.shape == (1, 12, 12) and boxes.any(), reader.name
+
 
 def test_a_reduced_decode_scales_the_annotations(tmp_path: Path) -> None:
     write_cub(tmp_path, [(160, 240)] * 2, ["0 0 80 120"] * 2, [["40 60 1"]] * 2)
