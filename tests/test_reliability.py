@@ -23,10 +23,13 @@ from hydra.errors import MissingConfigException
 from torch.utils.data import Dataset
 
 from fgvc_mix.data.resumable import EpochSampler, SeededSamples
+from fgvc_mix.errors import UserError
+from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing import mixed_cross_entropy
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.preemption import INTERRUPTED_EXIT_CODE
-from fgvc_mix.train import build, check_output_dir
+from fgvc_mix.resume_checks import check_resume
+from fgvc_mix.train import build, check_output_dir, train
 
 TESTS = str(Path(__file__).parent)
 
@@ -289,3 +292,58 @@ def test_a_run_stopped_by_a_signal_resumes_to_bit_identical_weights(signal_name,
     weights = torch.load(last, weights_only=False)["state_dict"]
     for key, value in uninterrupted_weights.items():
         torch.testing.assert_close(weights[key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.epochs=0"], r"optim\.epochs=0 must be a whole number of at least 1"),
+        (["label_smoothing=2"], r"label_smoothing=2 must be in \[0, 1\)"),
+        (["label_smoothing=-0.1"], r"label_smoothing=-0\.1 must be in \[0, 1\)"),
+        (["dataset.batch_size=0"], r"dataset\.batch_size=0 must be a whole number of at least 1"),
+        (["seed=abc"], r"seed='abc' is not a whole number"),
+        (["trainer.devices=99"], r"trainer\.devices=99 but this machine has \d+ CPU cores .*trainer\.devices to 1\.\."),
+        (["trainer.devices=0"], r"trainer\.devices=0 but"),
+    ],
+)
+def test_a_bad_run_option_is_refused_before_anything_starts(overrides, message, tiny_config):
+    with pytest.raises(UserError, match=message):
+        quiet(tiny_config, *overrides)
+
+
+@pytest.fixture
+def saved_run(tiny_config, tmp_path) -> Path:
+    """A SnapMix run's checkpoint (16 classes) under tmp_path/checkpoints/last.ckpt."""
+    module, datamodule, trainer = quiet(tiny_config, "trainer=debug")
+    trainer.fit(module, datamodule=datamodule)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset.num_classes=8"], r"num_classes=16 in the checkpoint, 8 in this run"),
+        (["mix=cutmix"], r"mix\._target_=fgvc_mix\.mixing\.\w+ in the checkpoint, fgvc_mix\.mixing\.CutMix"),
+        (["label_smoothing=0.1"], r"label_smoothing=0\.0 in the checkpoint, 0\.1 in this run"),
+    ],
+)
+def test_a_resume_that_changes_what_the_run_trains_is_refused(overrides, message, saved_run, tiny_config, tmp_path):
+    module, _, _ = quiet(tiny_config, *overrides)
+    with pytest.raises(UserError, match=rf"ckpt_path={saved_run} was trained with other settings: .*{message}"):
+        check_resume(saved_run, dict(module.hparams), tmp_path)
+    same, _, _ = quiet(tiny_config)
+    hparams = {**same.hparams, "model": {**same.hparams.model, "pretrained": True}}  # initial weights: replaced
+    check_resume("last", hparams, tmp_path)
+
+
+def test_a_truncated_checkpoint_is_named_and_a_failed_resume_writes_nothing(saved_run, tiny_config, tmp_path):
+    saved_run.write_bytes(saved_run.read_bytes()[: saved_run.stat().st_size // 2])
+    truncated = saved_run.read_bytes()
+    expected = rf"{saved_run} cannot be read as a checkpoint \(.*\): the file is truncated or corrupt"
+    with pytest.raises(UserError, match=expected):
+        train(tiny_config("logger=csv", "callbacks=[]", "trainer.accelerator=cpu", f"ckpt_path={saved_run}"))
+    assert saved_run.read_bytes() == truncated  # the user's file as it was, no training step taken
+    with pytest.raises(UserError, match=expected):
+        load_checkpoint(saved_run)  # evaluate, predict, export and label_noise load through it

@@ -17,10 +17,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from fgvc_mix.data import FGVCDataModule
-from fgvc_mix.errors import MissingFileError, UserError
+from fgvc_mix.errors import UserError
 from fgvc_mix.models.backbone import architecture_only
 from fgvc_mix.module import FGVCModule, classification_metrics
 from fgvc_mix.reports import confusion_counts, write_report
+from fgvc_mix.resume_checks import read_checkpoint
 
 TTA_MODES = ("none", "flip")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -39,10 +40,8 @@ def load_checkpoint(
     builds, weights that do not fit the model), not with a traceback from inside the constructor.
     """
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise MissingFileError(f"ckpt_path={path} does not exist; pass the path of a .ckpt written by fgvc_mix.train")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict) or not checkpoint.keys() >= CHECKPOINT_KEYS:
+    checkpoint = read_checkpoint(path)  # missing, truncated or corrupt: one message naming the file
+    if not checkpoint.keys() >= CHECKPOINT_KEYS:
         raise UserError(f"{path} was not written by fgvc_mix.train: it lacks the module or dataset settings")
     settings = dict(checkpoint["datamodule_hyper_parameters"])
     settings.update({k: v for k, v in (dataset_overrides or {}).items() if v is not None})

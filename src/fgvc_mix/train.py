@@ -24,6 +24,7 @@ from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, che
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.errors import UserError
 from fgvc_mix.module import FGVCModule
+from fgvc_mix.option_checks import check_run_options
 from fgvc_mix.preemption import (
     INTERRUPTED_EXIT_CODE,
     Preempted,
@@ -32,6 +33,7 @@ from fgvc_mix.preemption import (
     report_interrupted,
     sigterm_as_preempted,
 )
+from fgvc_mix.resume_checks import check_resume
 from fgvc_mix.sweep_summary import write_job_result
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     """Module, datamodule and trainer from a composed config; bad options fail here, before training."""
     if cfg.test_ckpt not in TEST_CHECKPOINTS:
         raise UserError(f"test_ckpt must be one of {TEST_CHECKPOINTS}, got {cfg.test_ckpt!r}")
+    check_run_options(cfg)
     check_epoch_key(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: FGVCDataModule = build_from_config(cfg.dataset, _convert_="all")
@@ -127,6 +130,7 @@ def declare_hparams(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then test the last (default) or best weights; returns the test metrics."""
     module, datamodule, trainer = build(cfg)
+    check_resume(cfg.ckpt_path, dict(module.hparams), HydraConfig.get().runtime.output_dir)
     with sigterm_as_preempted(trainer):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         # The weights in memory after fit are the last epoch's; "best" reloads the best checkpoint.
