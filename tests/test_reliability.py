@@ -27,6 +27,7 @@ from fgvc_mix.errors import UserError
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing import mixed_cross_entropy
 from fgvc_mix.module import FGVCModule
+from fgvc_mix.output_check import check_can_create
 from fgvc_mix.preemption import INTERRUPTED_EXIT_CODE
 from fgvc_mix.resume_checks import check_resume
 from fgvc_mix.train import build, check_output_dir, train
@@ -347,3 +348,26 @@ def test_a_truncated_checkpoint_is_named_and_a_failed_resume_writes_nothing(save
     assert saved_run.read_bytes() == truncated  # the user's file as it was, no training step taken
     with pytest.raises(UserError, match=expected):
         load_checkpoint(saved_run)  # evaluate, predict, export and label_noise load through it
+
+
+def test_an_output_directory_that_cannot_be_created_is_refused_naming_the_option(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SystemExit, match=rf"^Error: .* {blocker} is a file, not a folder; .* hydra\.sweep\.dir=<dir>$"):
+        check_can_create(blocker / "sweep" / "0", "hydra.sweep.dir")
+    check_can_create(tmp_path / "new" / "run", "hydra.run.dir")
+    assert not (tmp_path / "new").exists()  # checked, not created: Hydra creates it
+
+
+@pytest.mark.slow
+def test_an_output_directory_that_cannot_be_created_is_one_error_line(tmp_path):
+    """Hydra made the directory, and opened its log there, before the job: a traceback when it could not."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    command = [sys.executable, "-m", "fgvc_mix.train", f"hydra.run.dir={blocker / 'out'}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: cannot create the output directory {blocker / 'out'}: {blocker} is a file, not a folder; "
+        "choose another with hydra.run.dir=<dir>"
+    )
