@@ -4,6 +4,7 @@ unwritable outputs, bad options, and determinism. See docs/reliability.md for th
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shlex
@@ -20,6 +21,7 @@ from helpers import CONFIG_DIR, TINY_SYNTHETIC
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
+from PIL import Image
 from torch.utils.data import Dataset
 
 from fgvc_mix.data.resumable import EpochSampler, SeededSamples
@@ -28,6 +30,7 @@ from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing import mixed_cross_entropy
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.output_check import check_can_create
+from fgvc_mix.predict import predict
 from fgvc_mix.preemption import INTERRUPTED_EXIT_CODE
 from fgvc_mix.resume_checks import check_resume
 from fgvc_mix.train import build, check_output_dir, train
@@ -371,3 +374,20 @@ def test_an_output_directory_that_cannot_be_created_is_one_error_line(tmp_path):
         f"Error: cannot create the output directory {blocker / 'out'}: {blocker} is a file, not a folder; "
         "choose another with hydra.run.dir=<dir>"
     )
+
+
+def test_predict_goes_past_unreadable_images_and_names_each(saved_run, tmp_path, caplog):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.png").write_text("not an image")
+    Image.new("RGB", (80, 60), "red").save(folder / "good.jpg")
+    with caplog.at_level(logging.WARNING, logger="fgvc_mix.predict"):
+        results = predict(saved_run, folder, top_k=2, accelerator="cpu")
+    assert [path.name for path, _ in results] == ["good.jpg"]
+    assert f"Left out {folder / 'empty.jpg'}: Image file is empty" in caplog.text
+    assert f"Left out {folder / 'text.png'}: Not a readable image" in caplog.text
+    assert "2 of 3 image files could not be read" in caplog.text
+    (folder / "good.jpg").unlink()
+    with pytest.raises(UserError, match=r"none of the 2 image files of images=.* could be read"):
+        predict(saved_run, folder, accelerator="cpu")

@@ -2,10 +2,14 @@
 
 Images go through the checkpoint's own evaluation transform (resize, centre crop,
 normalise, as at test time); each image's top-k class names and probabilities are printed.
+An image that cannot be read (empty, truncated, not an image) is listed with its reason and
+left out; the command fails only when none could be read.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -14,8 +18,11 @@ from omegaconf import DictConfig
 
 from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.data.decoding import IMAGE_SUFFIXES, load_rgb_image
+from fgvc_mix.data.errors import BadImageError
 from fgvc_mix.errors import MissingFileError, UserError
 from fgvc_mix.evaluation import check_tta, load_checkpoint, predict_probabilities, select_device
+
+log = logging.getLogger(__name__)
 
 
 def find_images(images: str | Path) -> list[Path]:
@@ -52,12 +59,31 @@ def predict(
     class_names = module.hparams.class_names or [str(i) for i in range(num_classes)]
     results = []
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        batch = torch.stack([transform(load_rgb_image(p)) for p in chunk]).to(device)
+        chunk, images_read = readable_images(paths[start : start + batch_size], transform)
+        if not chunk:
+            continue
+        batch = torch.stack(images_read).to(device)
         probabilities, indices = predict_probabilities(module, batch, tta).topk(min(top_k, num_classes), dim=1)
         for path, probs, classes in zip(chunk, probabilities.tolist(), indices.tolist(), strict=True):
             results.append((path, [(class_names[c], p) for c, p in zip(classes, probs, strict=True)]))
+    if not results:
+        raise UserError(f"none of the {len(paths)} image files of images={images} could be read (listed above)")
+    if len(results) < len(paths):
+        log.warning("%d of %d image files could not be read and were left out", len(paths) - len(results), len(paths))
     return results
+
+
+def readable_images(paths: list[Path], transform: Callable) -> tuple[list[Path], list[torch.Tensor]]:
+    """The paths that decode and their transformed images; each unreadable one is logged with its reason."""
+    kept, images = [], []
+    for path in paths:
+        try:
+            images.append(transform(load_rgb_image(path)))
+        except BadImageError as error:
+            log.warning("Left out %s: %s", path, error.reason)
+            continue
+        kept.append(path)
+    return kept, images
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
