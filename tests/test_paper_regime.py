@@ -82,6 +82,11 @@ def test_paper_regime_tiny_preset_runs_every_mixer_and_builds_the_leaderboard(tm
     # Same seed, same pretrained backbone and fresh head: every mixer starts from the same CAMs.
     assert len({tuple(results[m]["cam_part_share"]) for m in mixers}) == 1
     assert "| attentive_cutmix |" in stdout and "Δ acc vs cutmix" in stdout
+    # The default backbone is the ImageNet EfficientNet-Lite0: no pretraining, a 4x4 map at 64 px (output stride 16).
+    assert results["protocol"]["backbone"] == "lite0" and results["protocol"]["pretraining"] is None
+    assert results["none"]["map_size"] == [[4, 4]]
+    oracle, area = results["none"]["cam_part_share_oracle"][0], results["none"]["part_area_share"][0]
+    assert area < oracle < 1.0 and "ceiling of a perfect part detector at the 4x4 map" in stdout
 
     # The leaderboard: this JSON and a step-cost JSON as one markdown table and one PNG.
     step_cost = tmp_path / "step_cost.json"
@@ -96,6 +101,40 @@ def test_paper_regime_tiny_preset_runs_every_mixer_and_builds_the_leaderboard(tm
     assert list(costs) == ["none", "cutmix", "fmix"]  # --mixers: only those rows (no none_nchw row in NCHW)
     assert rows["fmix"].rstrip(" |").endswith(f"{costs['fmix']:.2f}") and rows["snapmix"].endswith("| — |")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_standin_backbone_still_pretrains_and_fine_tunes_its_resnet(tmp_path):
+    results, _ = run_tiny_benchmark(tmp_path, "--backbone", "standin", "--seeds", "1", "--mixers", "none", "snapmix")
+    assert results["protocol"]["backbone"] == "standin" and results["protocol"]["pretraining"] is not None
+    assert results["snapmix"]["map_size"] == [[2, 2]]  # the width-8 ResNet-18 at 64 px, stride 32
+    assert all(math.isfinite(results[m]["test_acc"][0]) for m in ("none", "snapmix"))
+
+
+@pytest.mark.slow
+def test_full_preset_smoke_runs_its_448_px_configs_on_a_cpu(tmp_path):
+    out = tmp_path / "smoke.json"
+    args = ["--preset", "full", "--smoke", "--seeds", "1", "--mixers", "none", "snapmix", "--json", str(out)]
+    run_script("paper_regime.py", *args, "--output-dir", str(tmp_path / "runs"))
+    results = json.loads(out.read_text())
+    assert results["protocol"]["preset"] == "full" and results["protocol"]["smoke"]
+    assert results["snapmix"]["map_size"] == [[14, 14]]  # the paper's map: 448 px at stride 32
+
+
+def test_quick_and_full_presets_compose_the_protocols_networks(tmp_path):
+    from fgvc_mix.config import compose_config
+
+    benchmark = load_benchmark()
+    for name, size, stride in (("quick", 128, 16), ("full", 448, 32)):
+        preset = benchmark.PRESETS[name]
+        cfg = compose_config([*benchmark.finetune_overrides(preset, None, 0), "mix=snapmix"], tmp_path / name)
+        assert cfg.model.name == "efficientnet_lite0" and cfg.model.pretrained and cfg.dataset.image_size == size
+        assert cfg.model.backbone_options.get("output_stride", 32) == stride
+        assert list(cfg.optim.scheduler.milestones) == preset.milestones()
+    standin = benchmark.finetune_overrides(benchmark.PRESETS["quick"], Path("w.pt"), 0)
+    cfg = compose_config(standin, tmp_path / "standin")
+    assert cfg.model.name == "resnet18" and cfg.model.backbone_options == {"width": 16}
+    assert cfg.model.weights_path == "w.pt"
 
 
 @pytest.mark.slow

@@ -100,8 +100,8 @@ def test_a_complete_config_passes_the_mandatory_check(tiny_config):
     check_mandatory(cfg)  # the demo needs no option
 
 
-def test_paper_regime_without_weights_fails_naming_model_weights_path(tmp_path):
-    cfg = compose_config(["experiment=paper_regime"], tmp_path)
+def test_narrow_pretrained_resnet_without_weights_fails_naming_model_weights_path(tmp_path):
+    cfg = compose_config(["model=resnet18", "+model.backbone_options.width=16"], tmp_path)
     with pytest.raises(ValueError, match=r"model\.weights_path to weights of this width"):
         build_from_config(cfg.model, num_classes=cfg.dataset.num_classes)
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from fgvc_mix.label_fidelity import masked_samples, part_mask_source
 from fgvc_mix.mixing import class_activation_maps
@@ -89,6 +90,21 @@ def measure_part_share(
         agnostic=float(part_share(torch.cat(agnostic_maps), masks).mean()),
         area=float(masks.float().mean()),
     )
+
+
+def oracle_part_share(masks: Tensor, map_size: tuple[int, int]) -> float:
+    """Mean part share of a perfect part detector seen at ``map_size``: the ceiling of a CAM of that resolution.
+
+    The detector's map is each mask's part fraction per cell (area pooling to ``map_size``),
+    read out as a CAM is (``class_activation_maps``: bilinear upsampling, minus its minimum,
+    normalised to sum 1). A coarse map blurs even perfect knowledge over the parts' neighbours,
+    so a measured part share is judged against this, not against 1.
+    """
+    cells = F.adaptive_avg_pool2d(masks[:, None].float(), map_size)
+    cams = class_activation_maps(
+        cells, torch.ones(1, 1), None, torch.zeros(len(masks), dtype=torch.long), masks.shape[-2:]
+    )
+    return float(part_share(cams, masks).mean())
 
 
 class CamPartShareMeter(pl.Callback):
