@@ -13,15 +13,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+UINT64 = (1 << 64) - 1
+
+
+def _splitmix64(value: int) -> int:
+    """One step of SplitMix64: a well-mixed 64-bit number from any 64-bit one, the same everywhere."""
+    value = (value + 0x9E3779B97F4A7C15) & UINT64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & UINT64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & UINT64
+    return value ^ (value >> 31)
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed of its own for every (seed, epoch, sample index)."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
+    """A 63-bit seed of its own for every (seed, epoch, sample index); about a microsecond."""
+    return _splitmix64(_splitmix64(_splitmix64(seed & UINT64) ^ epoch) ^ index) >> 1
 
 
 class EpochSampler(DistributedSampler):
@@ -60,6 +68,10 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+        state = torch.get_rng_state()
+        # The CPU generator alone: torch.manual_seed also seeds every accelerator, ~100x slower.
+        torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
+        try:
             return self.dataset[index]
+        finally:
+            torch.set_rng_state(state)
