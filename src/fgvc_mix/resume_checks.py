@@ -34,7 +34,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # torch's first sentence ("PytorchStreamReader failed reading zip archive: ..."), not its advice
+        reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"{path} cannot be read as a checkpoint ({reason}): the file is truncated or corrupt. Use another "
             "checkpoint (e.g. checkpoints/best-*.ckpt of the same run) or train again"
@@ -83,7 +84,9 @@ def _comparable(key: str, value: Any) -> Any:
 
 
 def _differences(name: str, stored: Any, now: Any) -> list[str]:
-    """``name=<checkpoint's> (this run: <now>)`` for every leaf that differs."""
+    """``name=<checkpoint's> ...`` for every leaf that differs; another ``_target_`` alone when the class differs."""
+    if isinstance(stored, dict) and isinstance(now, dict) and stored.get("_target_") != now.get("_target_"):
+        return _differences(f"{name}._target_", stored.get("_target_"), now.get("_target_"))
     if isinstance(stored, dict) and isinstance(now, dict):
         return [
             change
