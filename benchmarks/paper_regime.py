@@ -26,9 +26,10 @@ table gives means, 95% t-intervals over seeds, and paired differences to ``none`
 ``benchmarks/leaderboard.py`` turns the JSON (and ``step_overhead.py --json``'s step costs) into
 the label-fidelity leaderboard and its figure.
 
-Every mixer of ``conf/mix/`` runs at its YAML's settings (the authors'), except
-``snapmix_scratch`` (SnapMix at prob 0.5, the from-scratch recipe) and ``transmix``
-(class-token attention: vision transformers only). ``--mixers`` defaults to all of them.
+Every mixer of ``conf/mix/`` runs at its YAML's settings (the authors'), read from the tree
+(``mixer_rows``), and Mixup also at prob 1; ``fgvc_mix.mix_options`` names the options left out
+(``snapmix_scratch``: SnapMix at prob 0.5; ``transmix``: vision transformers only) and why.
+``--mixers`` defaults to all of them.
 
 ``--cam-resolution-check`` instead fine-tunes one SnapMix model at 448 px (a 14x14 last map
 at stride 32; 28x28 with the quick preset's dilation) and scores the label MAE of exact CAMs
@@ -55,28 +56,33 @@ from omegaconf import DictConfig
 from scipy import stats
 
 from fgvc_mix.cam_quality import measure_part_share, oracle_part_share
-from fgvc_mix.config import compose_config, milestones
+from fgvc_mix.config import CONFIG_DIR, compose_config, milestones
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.label_fidelity import checkpoint_label_noise, masked_samples
+from fgvc_mix.mix_options import benchmark_mix_options
 from fgvc_mix.mixing.label_scoring import MixerScore, mixer_label_score
 from fgvc_mix.pretrain import pretrained_weights, pretraining_report
 from fgvc_mix.train import build, train
 
-# Mixer name -> its overrides: the paper's settings, and Mixup also at the others' probability;
-# the other mixers at their authors' settings (their conf/mix YAML files).
-MIXERS: dict[str, list[str]] = {
-    "none": ["mix=none"],
-    "mixup": ["mix=mixup"],  # prob 0.5, alpha 1: the authors'
-    "mixup_p1": ["mix=mixup", "mix.prob=1.0"],
-    "cutmix": ["mix=cutmix"],  # prob 1, beta 3
-    "snapmix": ["mix=snapmix"],  # prob 1, beta 5
-    "resizemix": ["mix=resizemix"],  # prob 1, tau ~ U(0.1, 0.8), area labels
-    "resizemix_cam": ["mix=resizemix_cam"],  # ResizeMix's boxes, SnapMix's CAM labels
-    "fmix": ["mix=fmix"],  # prob 1, alpha 1, decay power 3, mask-area labels
-    "fmix_cam": ["mix=fmix_cam"],  # FMix's masks, SnapMix's CAM labels
-    "saliencymix": ["mix=saliencymix"],  # prob 1, beta 1, box on the partner's CAM peak
-    "attentive_cutmix": ["mix=attentive_cutmix"],  # prob 1, 7x7 grid, top 6 cells
-}
+PAPER_MIXERS = ("none", "mixup", "cutmix", "snapmix")
+"""The SnapMix paper's comparison, first in every table; the other conf/mix options follow by name."""
+EXTRA_ROWS = {"mixup": {"mixup_p1": ["mix=mixup", "mix.prob=1.0"]}}
+"""Rows beyond one per mix option, after the option they vary: Mixup also at the others' probability."""
+
+
+def mixer_rows(config_dir: Path = CONFIG_DIR) -> dict[str, list[str]]:
+    """Row name -> its overrides: every benchmarked conf/mix option at its YAML's settings (the authors'),
+    plus ``EXTRA_ROWS``; ``fgvc_mix.mix_options`` says which options are left out, and why."""
+    options = benchmark_mix_options(config_dir)
+    ordered = [*(m for m in PAPER_MIXERS if m in options), *(m for m in options if m not in PAPER_MIXERS)]
+    rows: dict[str, list[str]] = {}
+    for mixer in ordered:
+        rows[mixer] = [f"mix={mixer}"]
+        rows.update(EXTRA_ROWS.get(mixer, {}))
+    return rows
+
+
+MIXERS = mixer_rows()
 REFERENCES = ("none", "cutmix")
 # TensorBoard keeps the per-epoch CAM curves; no image grids, dashboards, per-epoch label-noise meter (the final
 # model is scored once), validation or best-epoch checkpoint (last-epoch accuracy).

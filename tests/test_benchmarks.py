@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fgvc_mix.mix_options import benchmark_mix_options
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-MIXERS = {"none", "mixup", "cutmix", "snapmix", "resizemix", "resizemix_cam", "fmix", "fmix_cam", "saliencymix"}
-MIXERS |= {"attentive_cutmix"}
 
 
 TINY = ["--size", "32", "--batch", "2", "--classes", "4", "--repeats", "1", "--warmup", "0"]
@@ -30,7 +30,8 @@ def step_overhead(*args: str) -> dict[str, float]:
 
 def test_step_overhead_prints_and_saves_a_ratio_for_every_row(tmp_path):
     rows = step_overhead("--json", str(tmp_path / "cost.json"))
-    expected = {"snapmix_eval_bn", "snapmix_half_res", "snapmix_bf16", "authors", "none_nchw", *MIXERS}
+    expected = {"snapmix_eval_bn", "snapmix_half_res", "snapmix_bf16", "authors", "none_nchw"}
+    expected |= set(benchmark_mix_options())
     assert set(rows) == expected and rows["none"] == 1.0
     assert all(ratio > 0 for ratio in rows.values())
     saved = json.loads((tmp_path / "cost.json").read_text())["step_cost"]
@@ -50,13 +51,15 @@ def load_script(name: str):
     return module
 
 
-def test_every_resnet_mixer_config_is_timed_and_ranked():
-    """A new conf/mix file must join the leaderboard (paper_regime.MIXERS) and the step-cost rows, or be listed here."""
-    configs = {path.stem for path in (BENCHMARKS.parent / "conf" / "mix").glob("*.yaml")}
-    not_resnet_rows = {"snapmix_scratch", "transmix"}  # SnapMix at prob 0.5; TransMix needs a class-token ViT
-    ranked = {override[4:] for overrides in load_script("paper_regime").MIXERS.values() for override in overrides}
-    assert configs - {r for r in ranked if "=" not in r} == not_resnet_rows
-    assert configs - set(load_script("step_overhead").MIX_CONFIGS) == not_resnet_rows
+def test_the_benchmark_rows_are_the_mix_options_of_the_config_tree():
+    """Every benchmarked conf/mix file is a step-cost row and a leaderboard row, with Mixup also at prob 1."""
+    options = benchmark_mix_options()
+    assert {"none", "cutmix", "snapmix", "fmix_cam"} <= set(options) and "transmix" not in options
+    assert tuple(options) == load_script("step_overhead").MIX_CONFIGS
+    rows = load_script("paper_regime").MIXERS
+    assert list(rows)[:5] == ["none", "mixup", "mixup_p1", "cutmix", "snapmix"]  # the paper's comparison first
+    assert set(rows) == {*options, "mixup_p1"} and rows["mixup_p1"] == ["mix=mixup", "mix.prob=1.0"]
+    assert all(rows[option] == [f"mix={option}"] for option in options)
 
 
 def test_leaderboard_ranks_by_label_mae_pairs_accuracy_by_seed_and_maps_step_costs_by_mix_config():

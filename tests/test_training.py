@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fgvc_mix.evaluation import evaluate, load_checkpoint
+from fgvc_mix.mix_options import cnn_mix_options
 from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build, train
 
@@ -57,7 +58,7 @@ class TrainingOutputs(pl.Callback):
         self.outputs.append(outputs)
 
 
-@pytest.mark.parametrize("mix", ["none", "mixup", "cutmix", "snapmix"])
+@pytest.mark.parametrize("mix", cnn_mix_options())  # every conf/mix file a CNN can train; ~1.5 s each
 def test_fast_dev_run_trains_with_each_mixer(mix, tiny_config):
     prob = "mix.prob=1.0" if mix != "none" else "mix.prob=0.0"
     module, datamodule, trainer = build(tiny_config(f"mix={mix}", prob, "trainer=debug"))
