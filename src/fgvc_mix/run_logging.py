@@ -21,6 +21,8 @@ NOISY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
     # The TorchScript export (format=torchscript) is what the user asked for; its deprecation is ours to handle.
     (r"`torch\.jit\.trace(_method)?` is deprecated", FutureWarning),
+    # The training loader resumes mid-epoch through the datamodule's state (data/resumable.py), unseen by Lightning.
+    (r"You're resuming from a checkpoint that ended before the epoch ended", UserWarning),
 )
 """(message regex, category) of warnings that tell a user of this toolkit nothing they can act on."""
 
