@@ -220,6 +220,7 @@ def test_training_order_and_augmentation_depend_only_on_seed_epoch_and_sample():
     assert torch.equal(torch.get_rng_state(), state)  # training's own draws are left as they were
     torch.rand(5)
     assert torch.equal(samples[(1, 7)], first) and not torch.equal(samples[(2, 7)], first)
+    assert torch.equal(samples[7], samples[(0, 7)])  # a plain index from Lightning's overfit_batches sampler
 
 
 def test_training_batches_are_the_same_with_and_without_loader_workers(tiny_config):

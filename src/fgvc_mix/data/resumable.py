@@ -66,8 +66,9 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
+    def __getitem__(self, key: tuple[int, int] | int) -> Any:
+        # A plain index comes from a sampler Lightning put in place (trainer.overfit_batches): epoch 0's draws.
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         state = torch.get_rng_state()
         # The CPU generator alone: torch.manual_seed also seeds every accelerator, ~100x slower.
         torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
