@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fgvc_mix.mixing import class_activation_maps, cutmix, mixed_cross_entropy, mixup, paste, snapmix
+from fgvc_mix.mixing import class_activation_maps, cutmix, mixup, paste, snapmix
 from fgvc_mix.mixing.boxes import to_device
 from fgvc_mix.module import FGVCModule
 
@@ -63,10 +63,8 @@ class HostDeviceTraffic(TorchDispatchMode):
 
 
 def mixed_step(module: FGVCModule, images: torch.Tensor, targets: torch.Tensor) -> None:
-    """``training_step`` without its NaN guard and logging: CAMs, mix, forward, loss, backward."""
-    mixed = module.mixer(module.in_model_layout(images), targets, module.model)
-    outputs = module.model.forward_heads(mixed.images)
-    loss = sum(module.model.loss_weight(head) * mixed_cross_entropy(out, mixed) for head, out in outputs.items())
+    """The training step's own loss (``mixed_loss``: CAMs, mix, forward, loss), then backward."""
+    loss, _ = module.mixed_loss(module.in_model_layout(images), targets)
     loss.backward()
 
 

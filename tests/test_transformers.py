@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from helpers import TINY_SYNTHETIC
 from torch import nn
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing import MixedBatch, class_activation_maps, cutmix
 from fgvc_mix.mixing.transmix import TransMix, transmix_labels
 from fgvc_mix.models import build_classifier
@@ -105,7 +106,7 @@ def test_class_attention_is_the_last_blocks_class_row_averaged_over_heads():
     seen = []
     handle = attention.register_forward_hook(lambda module, args, output: seen.append(args[0]))
     images = torch.randn(2, 3, SIZE, SIZE)
-    with torch.no_grad(), model.class_attention_recorder() as recorder:
+    with torch.no_grad(), model.backbone.class_attention_recorder() as recorder:
         model(images)
     handle.remove()
     # Reference: the block's full attention matrix, written out (timm runs it fused and keeps no weights).
@@ -183,8 +184,8 @@ def test_transmix_mixer_is_seeded_batched_and_takes_a_batch_of_one():
 @pytest.mark.parametrize(("name", "source"), [("small_cnn", "builtin"), ("swin_tiny_patch4_window7_224", "timm")])
 def test_transmix_without_a_class_token_fails_with_one_clear_message(name, source):
     model = build_classifier(name, 3, source=source, image_size=SIZE)
-    with pytest.raises(ValueError, match="mix=transmix"):
-        model.class_attention_recorder()
+    with pytest.raises(UserError, match="mix=transmix"):
+        TransMix().check_model(model)
 
 
 class StepOutputs(pl.Callback):

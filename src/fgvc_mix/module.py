@@ -1,4 +1,4 @@
-"""The LightningModule: SnapMix (or CutMix, Mixup, none) inside ``training_step``.
+"""The LightningModule: the configured mixer (``conf/mix/``) inside ``training_step``.
 
 The model, mixer and optimiser are built here from their configs (plain dicts with
 ``_target_``), and ``save_hyperparameters()`` stores those configs, so a checkpoint
@@ -20,7 +20,8 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fgvc_mix.config import build_from_config
-from fgvc_mix.mixing import Mixer, mixed_cross_entropy
+from fgvc_mix.errors import UserError
+from fgvc_mix.mixing import MixedBatch, Mixer, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
 from fgvc_mix.models.batchnorm import batchnorm_buffers
 
@@ -81,14 +82,13 @@ class FGVCModule(pl.LightningModule):
         # channels_last has no default here: conf/train.yaml owns it (true), and callers say which they want.
         super().__init__()
         if nonfinite_loss not in NONFINITE_LOSS_ACTIONS:
-            raise ValueError(f"nonfinite_loss must be one of {NONFINITE_LOSS_ACTIONS}, got {nonfinite_loss!r}")
+            raise UserError(f"nonfinite_loss must be one of {NONFINITE_LOSS_ACTIONS}, got {nonfinite_loss!r}")
         model, mix, optim = _plain(model), _plain(mix), _plain(optim)
         # Hydra configs arrive as DictConfig; the plain containers above are what the checkpoint stores.
         self.save_hyperparameters(logger=False)
         self.model: FGVCClassifier = build_from_config(model, num_classes=num_classes)
         self.mixer: Mixer = build_from_config(mix)
-        # TransMix reads the class token's attention in the forward of the mixed batch (a CNN fails here).
-        self.class_attention = self.model.class_attention_recorder() if self.mixer.needs_class_attention else None
+        self.mixer.check_model(self.model)  # e.g. TransMix on a CNN: refused here, before the first step
         if channels_last:  # batches follow in training_step / _evaluate / forward
             self.model.to(memory_format=torch.channels_last)
         self.skipped_batches = 0
@@ -142,17 +142,7 @@ class FGVCModule(pl.LightningModule):
         images = self.in_model_layout(images)
         # A skipped batch must not leave its NaNs in the BatchNorm statistics its forward updated.
         saved_statistics = batchnorm_buffers(self.model, clone=True) if self.hparams.nonfinite_loss == "skip" else None
-        mixed = self.mixer(images, targets, self.model)  # the CAM-guided mixers run their CAM forward on the model
-        if self.class_attention is None:
-            outputs = self.model.forward_heads(mixed.images)
-        else:  # TransMix: the label weights come from this forward's attention
-            with self.class_attention:
-                outputs = self.model.forward_heads(mixed.images)
-            mixed = self.mixer.relabel(mixed, self.class_attention.attention)
-        loss = sum(
-            self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
-            for head, logits in outputs.items()
-        )
+        loss, mixed = self.mixed_loss(images, targets)
         if not torch.isfinite(loss):  # one host sync per step, the price of never training on NaN
             return self._nonfinite(loss, batch_idx, saved_statistics)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
@@ -165,6 +155,20 @@ class FGVCModule(pl.LightningModule):
             "box_a": mixed.box_a,
             "box_b": mixed.box_b,
         }
+
+    def mixed_loss(self, images: Tensor, targets: Tensor) -> tuple[Tensor, MixedBatch]:
+        """The training loss of one batch, and the mixed batch it was computed on: mix, forward, mixed cross-entropy.
+
+        The whole of a training step but its NaN guard and logging, so tests (the sync check) run the real step.
+        ``images`` are in the model's layout (``in_model_layout``).
+        """
+        mixed = self.mixer(images, targets, self.model)  # the CAM-guided mixers run their CAM forward on the model
+        outputs, mixed = self.mixer.forward_mixed(self.model, mixed)  # TransMix re-weights the labels here
+        loss = sum(
+            self.model.loss_weight(head) * mixed_cross_entropy(logits, mixed, self.hparams.label_smoothing)
+            for head, logits in outputs.items()
+        )
+        return loss, mixed
 
     def _nonfinite(self, loss: Tensor, batch_idx: int, saved_statistics: list[Tensor] | None) -> None:
         """Stop (default) before a NaN/Inf loss reaches the weights, or skip the batch if configured."""

@@ -54,8 +54,6 @@ class Mixer:
     name: ClassVar[str] = "none"
     cam_forward: CamForward | None = None
     """The no-grad CAM forward of a CAM-guided mixer; ``None``: the mixer needs no CAMs."""
-    needs_class_attention: ClassVar[bool] = False
-    """TransMix: the labels need the class token's attention in the forward of the mixed images (``relabel``)."""
 
     def __init__(self, prob: float = 1.0, per_sample: bool = False, seed: int | None = None):
         if not 0.0 <= prob <= 1.0:
@@ -105,9 +103,16 @@ class Mixer:
         """The method itself; ``cams`` (normalised, B x H x W) when ``cam_forward`` is set, else ``None``."""
         return no_mix(images, targets)
 
-    def relabel(self, mixed: MixedBatch, class_attention: Tensor | None) -> MixedBatch:
-        """Label weights revised after the forward of the mixed images (TransMix); the other mixers keep theirs."""
-        return mixed
+    def check_model(self, model: nn.Module) -> None:
+        """Refuse (``UserError``) a model this mixer cannot train, when the module is built, not mid-training."""
+
+    def forward_mixed(self, model: nn.Module, mixed: MixedBatch) -> tuple[dict[str, Tensor], MixedBatch]:
+        """The forward of the mixed images (each head's logits, ``model.forward_heads``) and the batch the loss uses.
+
+        The training step's one seam after mixing: a mixer whose label weights depend on this
+        forward (TransMix: the class token's attention) overrides it and returns re-weighted labels.
+        """
+        return model.forward_heads(mixed.images), mixed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prob={self.prob}, per_sample={self.per_sample})"

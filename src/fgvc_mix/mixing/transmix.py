@@ -14,8 +14,9 @@ code (github:Beckschen/TransMix, ``transmix.py``):
   (``attention_share`` = 0.5; 1 uses the attention alone), and ``lam_a = 1 - lam_b``.
 
 The attention exists only after the forward of the mixed batch, so the mixing happens
-in two steps: ``TransMix`` mixes like CutMix, and the training step passes the recorded
-attention to ``TransMix.relabel`` (``transmix_labels``) before the loss.
+in two steps: ``TransMix`` mixes like CutMix, then its ``forward_mixed`` (the mixers' seam
+after mixing) records the attention while it runs that forward and re-weights the labels
+(``relabel``, ``transmix_labels``) before the loss.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch
@@ -76,12 +77,11 @@ class TransMix(Mixer):
     """TransMix: CutMix boxes (``alpha``: their Beta concentration, the authors' 1), attention-weighted labels.
 
     Needs a class-token vision transformer (``model=timm model.name=deit_tiny_patch16_224``):
-    the training step records the class token's attention while it runs the mixed batch,
+    ``forward_mixed`` records the class token's attention while it runs the mixed batch,
     then calls ``relabel``.
     """
 
     name = "transmix"
-    needs_class_attention = True
 
     def __init__(
         self,
@@ -101,12 +101,30 @@ class TransMix(Mixer):
     def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
         return cutmix(images, targets, alpha=self.alpha, per_sample=self.per_sample, generator=generator)
 
+    def check_model(self, model: nn.Module) -> None:
+        """A CNN has no attention to read; a transformer without a class token refuses to record one."""
+        recorder = getattr(model.backbone, "class_attention_recorder", None)
+        if recorder is None:
+            raise UserError(
+                "mix=transmix re-weights labels by a vision transformer's class-token attention, and this model "
+                "is a CNN. Use a class-token ViT (model=timm model.name=deit_tiny_patch16_224) or, with a CNN, "
+                "mix=snapmix / mix=cutmix"
+            )
+        recorder()
+
+    def forward_mixed(self, model: nn.Module, mixed: MixedBatch) -> tuple[dict[str, Tensor], MixedBatch]:
+        """The forward of the mixed images under the backbone's attention recorder, then labels from its attention."""
+        with model.backbone.class_attention_recorder() as recorder:
+            outputs = model.forward_heads(mixed.images)
+        return outputs, self.relabel(mixed, recorder.attention)
+
     def relabel(self, mixed: MixedBatch, class_attention: Tensor | None) -> MixedBatch:
+        """``mixed`` with TransMix's label weights from ``class_attention`` (B, h, w); an unmixed batch as it is."""
         if mixed.box_a is None:  # not mixed this step (prob < 1)
             return mixed
         if class_attention is None:
             raise ValueError(
                 "TransMix needs the class token's attention from the forward of the mixed images: record it with "
-                "model.class_attention_recorder() around that forward and pass its .attention to relabel"
+                "model.backbone.class_attention_recorder() around that forward and pass its .attention to relabel"
             )
         return transmix_labels(mixed, class_attention, self.attention_share)

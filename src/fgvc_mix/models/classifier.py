@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from fgvc_mix.models.backbone import Backbone
 from fgvc_mix.models.backbones import build_backbone
-from fgvc_mix.models.transformers import ClassAttentionRecorder, TransformerBackbone
 
 
 class MidLevelHead(nn.Module):
@@ -90,16 +89,6 @@ class FGVCClassifier(nn.Module):
         """The prediction: the sum of the heads' logits."""
         outputs = self.forward_heads(images)
         return sum(outputs[head] for head in self.head_names)
-
-    def class_attention_recorder(self) -> ClassAttentionRecorder:
-        """Records the class token's last-block attention during forwards (TransMix); class-token ViTs only."""
-        if not isinstance(self.backbone, TransformerBackbone):
-            raise ValueError(
-                "mix=transmix re-weights labels by a vision transformer's class-token attention, and this model "
-                "is a CNN. Use a class-token ViT (model=timm model.name=deit_tiny_patch16_224) or, with a CNN, "
-                "mix=snapmix / mix=cutmix"
-            )
-        return self.backbone.class_attention_recorder()
 
     def parameter_groups(self) -> dict[str, Iterator[nn.Parameter]]:
         """Backbone vs. new layers, so a pretrained backbone can train at a smaller learning rate.

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.models.backbone import Backbone
 
 POOLS = ("token", "avg")
@@ -148,7 +149,7 @@ class TransformerBackbone(Backbone):
         """For TransMix: the class token's attention in the last block (class-token ViTs only)."""
         if not self.class_token:
             pooling = "Swin's average pool" if self.swin else f"global_pool={self.body.global_pool!r}"
-            raise ValueError(
+            raise UserError(
                 f"mix=transmix needs a class-token vision transformer; model.name={self.name!r} classifies with "
                 f"{pooling}. Choose a class-token model (e.g. model.name=deit_tiny_patch16_224) or mix=snapmix"
             )
