@@ -10,13 +10,14 @@ from urllib.error import URLError
 
 import pytest
 import torch
-from helpers import compose_config
+from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from fgvc_mix.config import build_from_config, check_mandatory
 from fgvc_mix.errors import UserError
 from fgvc_mix.evaluation import select_device
+from fgvc_mix.mixing import snapmix
 from fgvc_mix.train import build
 
 
@@ -136,6 +137,11 @@ def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
         (["fgvc_mix.train", "dataset.val_source=bogus"], "Error: dataset.val_source must be one of"),
         (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=nowhere"], "Error: images=nowhere does not exist"),
         (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=.", "top_k=0"], "Error: top_k=0: ask for at least"),
+        (["fgvc_mix.export", "ckpt_path=missing.ckpt", "format=tflite"], "Error: format must be one of"),
+        # refused when the module is built: after the (tiny) data, before any training step
+        (["fgvc_mix.train", *TINY_SYNTHETIC, "mix=transmix"], "Error: mix=transmix re-weights labels by a vision"),
+        (["fgvc_mix.train", *TINY_SYNTHETIC, "mix=resizemix", "+mix.cam_bn=eval"], "Error: mix.cam_bn configures"),
+        (["fgvc_mix.train", *TINY_SYNTHETIC, "nonfinite_loss=explode"], "Error: nonfinite_loss must be one of"),
     ],
 )
 def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path, command, message):
@@ -170,6 +176,12 @@ def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path,
 def test_a_bad_dataset_mixer_or_model_option_is_a_user_error_naming_it(tiny_config, overrides, message):
     with pytest.raises(UserError, match=message):  # a plain ValueError would print a traceback from train
         build(tiny_config(*overrides))
+
+
+def test_the_snapmix_function_refuses_an_unknown_same_label_rule_as_a_user_error():
+    images, targets, cams = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1]), torch.full((2, 8, 8), 1 / 64)
+    with pytest.raises(UserError, match="same_label must be one of"):
+        snapmix(images, targets, cams, same_label="max")
 
 
 @pytest.mark.parametrize("accelerator", ["tpu", "gpu"])

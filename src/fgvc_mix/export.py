@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
+from fgvc_mix.errors import UserError
 from fgvc_mix.evaluation import load_checkpoint
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -25,7 +26,7 @@ FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 def check_format(format: str) -> None:
     """Fail before anything is read or written when the export cannot run (an unknown format, ONNX without onnx)."""
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
+        raise UserError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
     if format == "onnx":
         try:
             import onnx  # noqa: F401  (torch.onnx needs it to write the file)

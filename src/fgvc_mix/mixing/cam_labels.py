@@ -27,7 +27,7 @@ def labels_cam_forward(labels: str, cam_options: dict[str, Any]) -> CamForward |
     if labels == "cam":
         return CamForward(**cam_options)
     if cam_options:
-        raise ValueError(
+        raise UserError(
             f"mix.{next(iter(cam_options))} configures the CAM forward, which only mix.labels=cam runs: "
             "drop it, or set mix.labels=cam"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fgvc_mix.errors import UserError
 from fgvc_mix.mixing.batch import MixedBatch
 from fgvc_mix.mixing.boxes import box_areas, box_masks, draw_boxes, paste, random_partner, to_device
 
@@ -72,7 +73,7 @@ def snapmix(
     the weights as computed). ``per_sample=True`` draws boxes and lambdas per image.
     """
     if same_label not in SAME_LABEL_RULES:
-        raise ValueError(f"same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
+        raise UserError(f"same_label must be one of {SAME_LABEL_RULES}, got {same_label!r}")
     batch_size, _, height, width = images.shape
     partner, host_a, host_b = draw_snapmix_pairs(batch_size, height, width, beta, per_sample, generator)
     partner, box_a, box_b = to_device([partner, host_a, host_b], images.device)
