@@ -17,7 +17,7 @@ import fsspec.implementations.local
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import CONFIG_DIR, TINY_SYNTHETIC
+from helpers import CONFIG_DIR, TINY_SYNTHETIC, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
@@ -316,13 +316,24 @@ def test_a_bad_run_option_is_refused_before_anything_starts(overrides, message, 
         quiet(tiny_config, *overrides)
 
 
-@pytest.fixture
-def saved_run(tiny_config, tmp_path) -> Path:
-    """A SnapMix run's checkpoint (16 classes) under tmp_path/checkpoints/last.ckpt."""
-    module, datamodule, trainer = quiet(tiny_config, "trainer=debug")
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory) -> bytes:
+    """A SnapMix run's checkpoint (16 classes, one step), trained once for the tests below."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    overrides = [*TINY_SYNTHETIC, "trainer=debug", "logger=csv", "callbacks=[]", "trainer.accelerator=cpu"]
+    module, datamodule, trainer = build(compose_config(overrides, run_dir))
     trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(run_dir / "last.ckpt")
+    GlobalHydra.instance().clear()
+    return (run_dir / "last.ckpt").read_bytes()
+
+
+@pytest.fixture
+def saved_run(trained_checkpoint, tmp_path) -> Path:
+    """That checkpoint as this test's tmp_path/checkpoints/last.ckpt, where ``ckpt_path=last`` looks."""
     path = tmp_path / "checkpoints" / "last.ckpt"
-    trainer.save_checkpoint(path)
+    path.parent.mkdir()
+    path.write_bytes(trained_checkpoint)
     return path
 
 
