@@ -359,6 +359,7 @@ def main() -> None:
         default="lite0",
         help="lite0: ImageNet EfficientNet-Lite0 (model=efficientnet_lite0); standin: the synthetic-pretrained ResNet",
     )
+    parser.add_argument("--epochs", type=int, default=None, help="another schedule length (the schedule check)")
     parser.add_argument("--smoke", action="store_true", help="the preset's configs in one tiny CPU epoch (a test)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
     parser.add_argument("--seed-start", type=int, default=0, help="first seed (seeds S .. S+N-1)")
@@ -375,6 +376,8 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     preset = PRESETS[args.preset]
+    if args.epochs is not None:
+        preset = replace(preset, epochs=args.epochs)
     if args.smoke:
         preset = replace(preset, trainer="cpu", epochs=1, label_pairs=16, cam_images=8)
     root = args.output_dir or Path("outputs/paper_regime") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
