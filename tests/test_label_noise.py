@@ -16,7 +16,15 @@ from fgvc_mix.callbacks import LabelNoiseMeter
 from fgvc_mix.data.cub import CUB200
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import eval_transform
-from fgvc_mix.label_fidelity import checkpoint_label_noise, draw_pairs, masked_samples, measure, part_mask_source
+from fgvc_mix.errors import UserError
+from fgvc_mix.label_fidelity import (
+    checkpoint_label_noise,
+    draw_pairs,
+    masked_samples,
+    measure,
+    part_mask_source,
+    variant_cam_forwards,
+)
 from fgvc_mix.mixing import cutmix, snapmix
 from fgvc_mix.mixing.cam_forward import CAM_BN_MODES as CAM_BN
 from fgvc_mix.mixing.label_scoring import area_weights, label_noise, semantic_shares
@@ -147,9 +155,10 @@ def test_meter_logs_during_training_and_cli_scores_the_checkpoint(tiny_config, t
         checkpoint_label_noise(tmp_path / "cub.ckpt")
     cub = write_cub_with_parts(tmp_path / "CUB_200_2011", num_classes=16)
     cli = [*command[:-2], f"ckpt_path={tmp_path / 'cub.ckpt'}", f"dataset.root={cub}", "truth=parts", "num_pairs=16"]
-    run = subprocess.run([*cli, "cam_variants={}", f"hydra.run.dir={tmp_path}/cub"], capture_output=True, text=True)
+    run = subprocess.run([*cli, "cam_variants=null", f"hydra.run.dir={tmp_path}/cub"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "truth=parts" in run.stdout and "(16 pairs with different labels" in run.stdout
+    assert "half_res" not in run.stdout and "bf16" not in run.stdout  # the exact row alone
 
 
 def write_cub_with_parts(base, num_classes: int):
@@ -228,9 +237,11 @@ def test_cam_variants_are_scored_next_to_the_exact_cams_on_the_same_pairs():
     module = FGVCModule(model, trained_half_res, optim, 16, channels_last=False)
     images, targets, masks = masked_samples(SyntheticFGVC("test", 24, transform=eval_transform(64, 64)), 24)
     variants = {"half_res": {"cam_resolution": 32}, "bf16": {"cam_dtype": "bfloat16"}, "same": {}}
+    variants["half_scale"] = {"cam_scale": 0.5}  # the shipped half_res: half of these 64-px images' side
     report = measure(module, images, masks, targets, cam_variants=variants)
-    assert list(report.variants) == ["half_res", "bf16", "same"]
+    assert list(report.variants) == ["half_res", "bf16", "same", "half_scale"]
     assert report.variants["same"] == report.snapmix  # no option: the exact CAMs again
+    assert report.variants["half_scale"] == report.variants["half_res"]
     assert report.variants["half_res"] != report.snapmix and report.variants["bf16"] != report.snapmix
     assert module.mixer.cam_forward.resolution == 32  # the module's own CAM forward is left as it was
     assert "snapmix half_res" in report.table() and "snapmix bf16" in report.table()
@@ -238,3 +249,12 @@ def test_cam_variants_are_scored_next_to_the_exact_cams_on_the_same_pairs():
         measure(module, images, masks, targets, cam_variants={"stale": {"cam_every_n": 2}})
     with pytest.raises(ValueError, match=r"mix\.cam_dtype"):
         measure(module, images, masks, targets, cam_variants={"int": {"cam_dtype": "int8"}})
+
+
+def test_a_cam_scale_variant_follows_the_image_size_and_is_checked():
+    """``half_res`` (``cam_scale: 0.5``) is half resolution on any checkpoint, not a 1x1 map on 128-px crops."""
+    assert variant_cam_forwards({"half_res": {"cam_scale": 0.5}}, side=128)["half_res"].resolution == 64
+    assert variant_cam_forwards({"half_res": {"cam_scale": 0.5}}, side=448)["half_res"].resolution == 224
+    for options in ({"cam_scale": 0.0}, {"cam_scale": 1.5}, {"cam_scale": 0.5, "cam_resolution": 32}):
+        with pytest.raises(UserError, match=r"cam_variants\.bad\.cam_scale"):
+            variant_cam_forwards({"bad": options}, side=64)

@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 
 SNAPMIX_BETA = 5.0
 """The paper's Beta(5, 5) concentration of each box's lambda."""
-CAM_FORWARD_OPTIONS = ("cam_resolution", "cam_dtype")
+CAM_FORWARD_OPTIONS = ("cam_resolution", "cam_scale", "cam_dtype")
+"""A variant's options: ``CamForward``'s, and ``cam_scale``, its ``cam_resolution`` as a share of the images' side."""
 
 
 def draw_pairs(
@@ -67,8 +68,12 @@ def draw_pairs(
     return draw_snapmix_pairs(batch_size, height, width, beta, True, generator)
 
 
-def variant_cam_forwards(cam_variants: dict[str, dict[str, Any]] | None) -> dict[str, CamForward]:
-    """Each ``cam_variants`` row's eval-mode CAM forward, checked as the mix config's options are."""
+def variant_cam_forwards(cam_variants: dict[str, dict[str, Any]] | None, side: int) -> dict[str, CamForward]:
+    """Each ``cam_variants`` row's eval-mode CAM forward, checked as the mix config's options are.
+
+    ``cam_scale`` sizes a downscaled forward from the images' shorter ``side``, so one config
+    (``half_res``: 0.5) means half resolution on 64-px synthetic birds and on 448-px crops alike.
+    """
     forwards = {}
     for name, options in (cam_variants or {}).items():
         unknown = sorted(set(options) - set(CAM_FORWARD_OPTIONS))
@@ -76,6 +81,15 @@ def variant_cam_forwards(cam_variants: dict[str, dict[str, Any]] | None) -> dict
             raise UserError(
                 f"cam_variants.{name}: {unknown} are not CAM forward options; each variant sets {CAM_FORWARD_OPTIONS}"
             )
+        options = dict(options)
+        scale = options.pop("cam_scale", None)
+        if scale is not None:
+            if not 0 < scale <= 1 or "cam_resolution" in options:
+                raise UserError(
+                    f"cam_variants.{name}.cam_scale={scale}: set a share of the images' side ({side} px) in (0, 1], "
+                    "or cam_resolution in pixels, not both"
+                )
+            options["cam_resolution"] = max(1, round(scale * side))
         forwards[name] = CamForward(cam_bn="eval", **options)
     return forwards
 
@@ -96,8 +110,8 @@ def measure(
 
     The ``snapmix`` row uses the exact CAM forward (full resolution, the caller's precision),
     whatever ``mix.cam_resolution`` / ``mix.cam_dtype`` the module trained with.
-    ``cam_variants`` maps a row name to CAM forward options (e.g. ``{"cam_resolution": 32}``);
-    each is scored on the same pairs next to the exact CAMs.
+    ``cam_variants`` maps a row name to CAM forward options (e.g. ``{"cam_resolution": 32}`` or
+    ``{"cam_scale": 0.5}``); each is scored on the same pairs next to the exact CAMs.
     """
 
     def cams(cam_forward: CamForward) -> Tensor:
@@ -108,7 +122,7 @@ def measure(
             ]
         )
 
-    variants = variant_cam_forwards(cam_variants)
+    variants = variant_cam_forwards(cam_variants, min(images.shape[-2:]))
     exact = cams(CamForward(cam_bn="eval"))
     variant_cams = {name: cams(cam_forward) for name, cam_forward in variants.items()}
     generator = torch.Generator().manual_seed(seed)

@@ -21,7 +21,8 @@ from fgvc_mix.label_fidelity import checkpoint_label_noise
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="label_noise")
 def main(cfg: DictConfig) -> float:
     check_mandatory(cfg)
-    variants = OmegaConf.to_container(cfg.get("cam_variants") or {}, resolve=True)
+    # cam_variants=null (or ~cam_variants) scores the exact CAMs alone; ={} would merge into the defaults
+    variants = OmegaConf.to_container(cfg.cam_variants, resolve=True) if cfg.get("cam_variants") else {}
     with one_line_user_errors():
         report = checkpoint_label_noise(
             cfg.ckpt_path, cfg.num_pairs, cfg.seed, cfg.beta, variants, cfg.truth, cfg.dataset.root
