@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build, train
 
 GROUPS = ("dataset", "model", "mix", "optim", "trainer", "logger", "callbacks")
+DASHBOARDS = Path(__file__).resolve().parents[1] / "docs" / "dashboards.md"
+
+
+def documented_tags() -> list[re.Pattern]:
+    """The tags docs/dashboards.md names: its code spans, ``<name>`` standing for one path segment."""
+    spans = re.findall(r"`([^`\s]+)`", DASHBOARDS.read_text())
+    return [re.compile(re.sub(r"<[^>]+>", "[^/]+", re.escape(span))) for span in spans]
 
 
 def group_options(group: str) -> list[str]:
@@ -133,6 +141,9 @@ def test_checkpoint_evaluates_and_tensorboard_has_scalars_hparams_images(tiny_co
     accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     accumulator.Reload()
     tags = accumulator.Tags()
+    patterns = documented_tags()
+    shown = [tag for kind in ("scalars", "images", "histograms") for tag in tags[kind]]
+    assert [tag for tag in shown if not any(p.fullmatch(tag) for p in patterns)] == [], "not in docs/dashboards.md"
     for scalar in ("train/loss_step", "train/loss_epoch", "val/acc", "val/acc_macro", "test/acc", "lr-AdamW/backbone"):
         assert scalar in tags["scalars"], scalar
     assert "train/mixed_images" in tags["images"] and "test/confusion_matrix" in tags["images"]
