@@ -1,4 +1,4 @@
-"""Mixing core: SnapMix, CutMix, Mixup and the pieces they share, as pure tensor code.
+"""Mixing core: every mixer of ``conf/mix/`` and the pieces they share, as pure tensor code.
 
 No Lightning here: these functions run on any device, never loop over the batch in
 Python and never synchronise the host with the device, so the LightningModule (or any

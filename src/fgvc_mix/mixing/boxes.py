@@ -1,4 +1,4 @@
-"""Random boxes, Beta draws and batched pasting shared by CutMix and SnapMix.
+"""Random boxes, Beta draws, partners and batched pasting, shared by the box and mask mixers.
 
 Boxes are (N, 4) int64 tensors ``[x1, y1, x2, y2)`` in pixels, half-open; x runs
 along the width. Boxes, lambdas and partners are drawn on the generator's device (the
