@@ -11,9 +11,9 @@ PAPER_DIR = CONFIG_DIR / "experiment" / "paper"
 RECIPES = sorted(p.stem for p in PAPER_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 MODELS = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101"}
 MODELS |= {"d121": "densenet121", "iv3": "inception_v3"}
-README = Path(__file__).resolve().parents[1] / "README.md"
+RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 # Top-1 (%) as the authors' README (github.com/Shaoli-Huang/SnapMix, "Results") reports it: the one reference
-# that each recipe's comment and the README's paper table are checked against.
+# that each recipe's comment and docs/recipes.md's paper table are checked against.
 AUTHORS_TABLE = {  # variant: (CUB, Cars, Aircraft)
     "r18_baseline": (82.35, 91.15, 87.80), "r18_snapmix": (84.29, 93.12, 90.17),
     "r34_baseline": (84.98, 92.02, 89.92), "r34_snapmix": (87.06, 93.95, 92.36),
@@ -67,10 +67,10 @@ def test_recipe_composes_with_the_authors_settings(name, tmp_path):
     assert f"Reported (the authors' README, github.com/Shaoli-Huang/SnapMix): {REPORTED[name]:.2f}% top-1" in comment
 
 
-def test_readme_paper_table_quotes_the_authors_figures():
-    """Every recipe has one row in README's paper table, with the authors' figure."""
+def test_recipes_paper_table_quotes_the_authors_figures():
+    """Every recipe has one row in docs/recipes.md's paper table, with the authors' figure."""
     rows = {}
-    for line in README.read_text().splitlines():
+    for line in RECIPES_DOC.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 6 and cells[4].startswith("`experiment=paper/"):
             rows[cells[4].strip("`").removeprefix("experiment=paper/")] = cells[3]
