@@ -8,7 +8,7 @@ import torchvision
 
 from fgvc_mix import pretrain
 from fgvc_mix.config import compose_config
-from fgvc_mix.data.synthetic import SHAPES, Canvas
+from fgvc_mix.data.synthetic_drawing import SHAPES, Canvas
 from fgvc_mix.data.synthetic_pretrain import OBJECT_CLASSES, PART_CLASSES, SILHOUETTES, SyntheticObjects
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.backbones import NarrowResNet

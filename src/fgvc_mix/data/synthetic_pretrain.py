@@ -49,16 +49,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fgvc_mix.data.synthetic import (
-    _HEAD_RADIUS,
-    SHAPES,
-    SPLITS,
-    TEXTURES,
-    Canvas,
-    _contrasting,
-    check_generated_split,
-    distractor_reach,
-)
+from fgvc_mix.data.synthetic import SPLITS, check_generated_split
+from fgvc_mix.data.synthetic_drawing import _HEAD_RADIUS, SHAPES, TEXTURES, Canvas, _contrasting, distractor_reach
 from fgvc_mix.errors import UserError
 
 SCENES = ("objects", "objects_with_parts", "mixed")
