@@ -163,8 +163,10 @@ def test_grid_captions_name_the_classes(monkeypatch):
 def test_demo_logs_the_grid_every_two_epochs(tmp_path):
     cfg = compose_config([], tmp_path)
     GlobalHydra.instance().clear()
-    grid_epochs = range(0, cfg.optim.epochs, cfg.callbacks.mixed_images.every_n_epochs)
+    grid = MixedImageGrid(every_n_epochs=cfg.callbacks.mixed_images.every_n_epochs)
+    grid_epochs = [epoch for epoch in range(cfg.optim.epochs) if grid.logs_at(epoch, cfg.optim.epochs)]
     assert len(grid_epochs) >= 10  # the 20-epoch demo shows how the mix and its CAMs evolve, not 4 snapshots
+    assert grid_epochs[0] == 0 and grid_epochs[-1] == cfg.optim.epochs - 1  # the final model's mixes are shown
 
 
 def test_grid_outlines_a_mask_mixers_region():

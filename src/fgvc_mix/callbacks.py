@@ -27,7 +27,7 @@ CAPTION_FONT_SIZE = 14
 
 
 class MixedImageGrid(pl.Callback):
-    """Every ``every_n_epochs``, a grid of mixed training images (``train/mixed_images``): each
+    """Every ``every_n_epochs`` and in the last epoch, a grid of mixed training images (``train/mixed_images``): each
     image with its pasted box outlined, beside the CAM of its own label over the image, under
     both labels' class names and weights.
 
@@ -45,8 +45,12 @@ class MixedImageGrid(pl.Callback):
         self.num_images = num_images
         self.display_size = display_size
 
+    def logs_at(self, epoch: int, max_epochs: int) -> bool:
+        """Every ``every_n_epochs``-th epoch, and the last one, so the final model's mixes are shown."""
+        return epoch % self.every_n_epochs == 0 or epoch == max_epochs - 1
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if batch_idx != 0 or trainer.current_epoch % self.every_n_epochs:
+        if batch_idx != 0 or not self.logs_at(trainer.current_epoch, trainer.max_epochs):
             return
         loggers = _tensorboards(trainer)
         if not loggers:
