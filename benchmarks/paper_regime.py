@@ -157,7 +157,8 @@ PRESETS = {
 }
 # --smoke: any preset's configs on a CPU in about a minute (one epoch of 2 batches, tiny splits), so the full preset
 # is tested before a GPU runs it.
-SMOKE = ("dataset.options.train_size=32", "dataset.options.test_size=32", "dataset.num_classes=4")
+SMOKE = ("dataset.options.train_size=16", "dataset.options.test_size=16", "dataset.num_classes=4")
+SMOKE += ("dataset.batch_size=4", "callbacks.cam_part_share.num_images=4")
 SMOKE += ("+trainer.limit_train_batches=2", "+trainer.limit_test_batches=2")
 BACKBONES = ("lite0", "standin")
 
@@ -379,7 +380,7 @@ def main() -> None:
     if args.epochs is not None:
         preset = replace(preset, epochs=args.epochs)
     if args.smoke:
-        preset = replace(preset, trainer="cpu", epochs=1, label_pairs=16, cam_images=8)
+        preset = replace(preset, trainer="cpu", epochs=1, label_pairs=8, cam_images=4)
     root = args.output_dir or Path("outputs/paper_regime") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     start = time.perf_counter()
     weights = None
