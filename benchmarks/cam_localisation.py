@@ -33,11 +33,11 @@ from torch import Tensor
 
 from fgvc_mix.cam_quality import oracle_part_share
 from fgvc_mix.data.synthetic import SyntheticFGVC
+from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc_mix.evaluation import load_checkpoint
 from fgvc_mix.mixing import class_activation_maps
 from fgvc_mix.models import build_classifier
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SETTINGS = ((128, 32), (128, 16), (256, 32), (256, 16), (448, 32))  # (crop, output stride): maps 4, 8, 8, 16, 14
 
 

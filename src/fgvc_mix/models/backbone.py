@@ -15,6 +15,8 @@ from contextvars import ContextVar
 import torch
 from torch import Tensor, nn
 
+from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 _ARCHITECTURE_ONLY: ContextVar[bool] = ContextVar("architecture_only", default=False)
 
 
@@ -91,7 +93,7 @@ class SignedUnitInput(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
 
