@@ -25,7 +25,7 @@ from timing import autocast, interleaved_medians
 
 from fgvc_mix.models.batchnorm import eval_mode
 from fgvc_mix.models.cam_compile import compile_cam_forward
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.training.module import FGVCModule
 
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3}}
 

@@ -3,7 +3,7 @@
     python benchmarks/cam_localisation.py --json cam_localisation.json
     python benchmarks/cam_localisation.py --ckpt outputs/.../last.ckpt --json after.json   # a fine-tuned model
 
-The paper-regime benchmark's goal for label fidelity is a CAM that sits on the class-defining
+The paper-regime benchmark's goal for label noise is a CAM that sits on the class-defining
 parts. When it does not, this script separates the candidate causes on the same images, with no
 training: the map's resolution (crop size x output stride), and what the map fires on instead —
 the bird's body (object-level features) or the part-like distractors in the background
@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fgvc_mix.cam_quality import oracle_part_share
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from fgvc_mix.evaluation import load_checkpoint
+from fgvc_mix.evaluation.cam_quality import oracle_part_share
+from fgvc_mix.evaluation.checkpoints import load_checkpoint
 from fgvc_mix.mixing import class_activation_maps
 from fgvc_mix.models import build_classifier
 

@@ -1,4 +1,4 @@
-"""The label-fidelity leaderboard: the paper-regime and step-cost JSON files as one table and one figure.
+"""The label-noise leaderboard: the paper-regime and step-cost JSON files as one table and one figure.
 
 Three commands, run on an otherwise idle machine (the first two time things):
 
@@ -10,7 +10,7 @@ Three commands, run on an otherwise idle machine (the first two time things):
 One row per mixer of the paper-regime run: last-epoch test accuracy (mean and 95% t-interval
 over seeds), its paired difference to ``none`` (same seed: same data, initialisation and
 batch order), the MAE and Pearson correlation of the mixer's own label weights against the
-ground-truth part shares of its own mixes (``mixing.label_scoring.mix_shares``; "—" where a
+ground-truth part shares of its own mixes (``mixing.label_noise.mix_shares``; "—" where a
 mix has no geometry: ``none`` and Mixup's blend), and the cost of a mixed training step
 relative to a plain one (``step_overhead.py``'s row of the mixer's ``conf/mix`` file; a mixer
 at ``prob`` < 1 pays it in that share of the steps). Rows are sorted by label MAE. The

@@ -20,14 +20,14 @@ compared paired, seed by seed. Reported per mixer: last-epoch test accuracy, the
 meter on the fine-tuned model (``fgvc_mix.label_noise``: MAE of SnapMix's CAM rule and of
 CutMix's area rule against the true part shares, same pairs and boxes), each mixer's own labels
 against the truth of its own mixes (``own_label_score``), and the CAM part share
-(``fgvc_mix.cam_quality``) at random init, before fine-tuning and after every epoch, with the
+(``fgvc_mix.evaluation.cam_quality``) at random init, before fine-tuning and after every epoch, with the
 ceiling a perfect part detector reaches at the same map size (``oracle_part_share``). The
 table gives means, 95% t-intervals over seeds, and paired differences to ``none`` and ``cutmix``.
 ``benchmarks/leaderboard.py`` turns the JSON (and ``step_overhead.py --json``'s step costs) into
-the label-fidelity leaderboard and its figure.
+the label-noise leaderboard and its figure.
 
 Every mixer of ``conf/mix/`` runs at its YAML's settings (the authors'), read from the tree
-(``mixer_rows``), and Mixup also at prob 1; ``fgvc_mix.mix_options`` names the options left out
+(``mixer_rows``), and Mixup also at prob 1; ``fgvc_mix.training.mix_options`` names the options left out
 (``snapmix_scratch``: SnapMix at prob 0.5; ``transmix``: vision transformers only) and why.
 ``--mixers`` defaults to all of them.
 
@@ -55,14 +55,14 @@ import torch
 from omegaconf import DictConfig
 from scipy import stats
 
-from fgvc_mix.cam_quality import measure_part_share, oracle_part_share
-from fgvc_mix.config import CONFIG_DIR, compose_config, milestones
-from fgvc_mix.evaluation import load_checkpoint
-from fgvc_mix.label_fidelity import checkpoint_label_noise, masked_samples
-from fgvc_mix.mix_options import benchmark_mix_options
-from fgvc_mix.mixing.label_scoring import MixerScore, mixer_label_score
+from fgvc_mix.evaluation.cam_quality import measure_part_share, oracle_part_share
+from fgvc_mix.evaluation.checkpoints import load_checkpoint
+from fgvc_mix.evaluation.label_noise import checkpoint_label_noise, masked_samples
+from fgvc_mix.mixing.label_noise import MixerScore, mixer_label_score
 from fgvc_mix.pretrain import pretrained_weights, pretraining_report
 from fgvc_mix.train import build, train
+from fgvc_mix.training.config import CONFIG_DIR, compose_config, milestones
+from fgvc_mix.training.mix_options import benchmark_mix_options
 
 PAPER_MIXERS = ("none", "mixup", "cutmix", "snapmix")
 """The SnapMix paper's comparison, first in every table; the other conf/mix options follow by name."""
@@ -72,7 +72,7 @@ EXTRA_ROWS = {"mixup": {"mixup_p1": ["mix=mixup", "mix.prob=1.0"]}}
 
 def mixer_rows(config_dir: Path = CONFIG_DIR) -> dict[str, list[str]]:
     """Row name -> its overrides: every benchmarked conf/mix option at its YAML's settings (the authors'),
-    plus ``EXTRA_ROWS``; ``fgvc_mix.mix_options`` says which options are left out, and why."""
+    plus ``EXTRA_ROWS``; ``fgvc_mix.training.mix_options`` says which options are left out, and why."""
     options = benchmark_mix_options(config_dir)
     ordered = [*(m for m in PAPER_MIXERS if m in options), *(m for m in options if m not in PAPER_MIXERS)]
     rows: dict[str, list[str]] = {}
@@ -116,7 +116,7 @@ QUICK_EPOCHS = 4
 FULL_EPOCHS = 12
 PAPER_CROP = ("dataset.image_size=448", "dataset.resize_size=512")  # the paper's crop and resize
 PRESETS = {
-    # Label fidelity, and accuracy on a short schedule, on 2 CPU cores (experiment=paper_regime: 128 px, 8x8 map).
+    # Label noise, and accuracy on a short schedule, on 2 CPU cores (experiment=paper_regime: 128 px, 8x8 map).
     "quick": Preset(trainer="cpu", epochs=QUICK_EPOCHS, label_pairs=512, cam_images=128),
     # Accuracy in the paper's regime on one GPU: 448-px crop with the undilated network, the paper's 14x14 map.
     # The paper's 200 epochs are cut to fit ~8 minutes of one GPU for none/mixup/cutmix/snapmix x 3 seeds (see
@@ -217,7 +217,7 @@ def own_label_score(ckpt_path: Path, num_images: int, seed: int = 0) -> MixerSco
     The label-noise meter's test images (same images for every mixer), mixed by the
     checkpoint's mixer for certain (no ``prob`` draw) in batches of the training batch size,
     its generator seeded with ``seed``, its CAMs (if it uses any) in eval mode as the
-    meter's; ``mixing.label_scoring.mix_shares`` defines the truth. ``None`` for mixers
+    meter's; ``mixing.label_noise.mix_shares`` defines the truth. ``None`` for mixers
     with no geometry to score (none, Mixup's blend).
     """
     module, datamodule = load_checkpoint(ckpt_path)  # eval mode

@@ -12,7 +12,7 @@ under ``torch.profiler``: the top kernels, launches, copies and synchronisations
 and how busy the device was (the rest of a step is host gaps).
 
 Rows: each mixer of ``conf/mix/`` at its YAML's settings with every batch mixed (``prob=1``: the
-cost of a mixed step; ``fgvc_mix.mix_options`` names the options that are not a row, and why:
+cost of a mixed step; ``fgvc_mix.training.mix_options`` names the options that are not a row, and why:
 ``snapmix_scratch`` is SnapMix at prob 0.5, ``transmix`` ViT-only); ``snapmix`` is the exact
 default (``mix.cam_bn=batch``); ``snapmix_eval_bn`` runs
 the CAM forward with BatchNorm's running statistics folded into the convolutions
@@ -40,13 +40,13 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from timing import autocast, interleaved_medians, profile_steps
 
-from fgvc_mix.config import compose_config
-from fgvc_mix.mix_options import benchmark_mix_options
 from fgvc_mix.mixing import MixedBatch, class_activation_maps, mixed_cross_entropy, snapmix
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.training.config import compose_config
+from fgvc_mix.training.mix_options import benchmark_mix_options
+from fgvc_mix.training.module import FGVCModule
 
 MIX_CONFIGS = tuple(benchmark_mix_options())
-"""The conf/mix files timed, each a row named after it (``fgvc_mix.mix_options`` says which are left out)."""
+"""The conf/mix files timed, each a row named after it (``fgvc_mix.training.mix_options`` says which are left out)."""
 SNAPMIX_VARIANTS = ("snapmix_eval_bn", "snapmix_half_res", "snapmix_bf16")
 ROWS = (*MIX_CONFIGS, *SNAPMIX_VARIANTS, "authors")
 

@@ -5,7 +5,7 @@
     python benchmarks/train_throughput.py --device cuda --extra "snapmix_r101 mix=snapmix model=resnet101"
 
 A CUB-200-2011-format tree of photo-like JPEGs (~500x375, like CUB's) is written to a
-temporary folder; then, for each mixer, ``fgvc_mix.config.compose_config`` +
+temporary folder; then, for each mixer, ``fgvc_mix.training.config.compose_config`` +
 ``fgvc_mix.train.build`` make the real ``FGVCDataModule`` (loader workers, decode, the
 paper's resize/crop/flip) and ``Trainer`` (``trainer=gpu``: bf16 autocast; channels_last
 as in train.yaml), and ``Trainer.fit`` runs ``--steps`` training batches. Images/s count
@@ -30,8 +30,8 @@ import pytorch_lightning as pl
 import torch
 from data_throughput import photo
 
-from fgvc_mix.config import compose_config
 from fgvc_mix.train import build
+from fgvc_mix.training.config import compose_config
 
 MIXERS = ("none", "cutmix", "snapmix")
 

@@ -115,9 +115,9 @@ def test_dilated_last_stage_doubles_the_map_and_computes_the_same_features_on_it
 def test_dilated_last_stage_is_torchvisions_for_bottlenecks_and_part_of_the_pretraining_cache_key(tmp_path):
     import torchvision
 
-    from fgvc_mix.config import compose_config
     from fgvc_mix.models.backbones import resnet_network
     from fgvc_mix.pretrain import weights_file
+    from fgvc_mix.training.config import compose_config
 
     def geometry(net):
         return [(m.stride, m.dilation, m.padding) for m in net.layer4.modules() if isinstance(m, torch.nn.Conv2d)]

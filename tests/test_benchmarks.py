@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fgvc_mix.mix_options import benchmark_mix_options
+from fgvc_mix.training.mix_options import benchmark_mix_options
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -10,8 +10,8 @@ from torch._dynamo.utils import counters
 
 from fgvc_mix.models.batchnorm import batchnorm_buffers
 from fgvc_mix.models.cam_compile import compile_cam_forward
-from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build
+from fgvc_mix.training.module import FGVCModule
 
 MODEL = {"_target_": "fgvc_mix.models.build_classifier", "name": "small_cnn", "pretrained": False}
 OPTIM = {"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}}

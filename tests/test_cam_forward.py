@@ -10,8 +10,8 @@ from fgvc_mix.mixing import CamForward, MixedBatch, Mixer, class_activation_maps
 from fgvc_mix.mixing.cam_labels import mask_weights
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.batchnorm_folding import FoldedConvBatchNorm, conv_batchnorm_pairs, folded_batchnorm
-from fgvc_mix.module import FGVCModule
 from fgvc_mix.train import build
+from fgvc_mix.training.module import FGVCModule
 
 # backbone, image side, whether it has conv -> BatchNorm pairs to fold
 FOLDABLE = {

@@ -10,7 +10,7 @@ from fgvc_mix.train import train
 
 def test_cam_part_share_meter_logs_at_the_global_step_before_fine_tuning_and_after_every_epoch(tiny_config, tmp_path):
     history = tmp_path / "cam.json"
-    meter = "+callbacks.cam_part_share={_target_:fgvc_mix.cam_quality.CamPartShareMeter,num_images:8,"
+    meter = "+callbacks.cam_part_share={_target_:fgvc_mix.evaluation.cam_quality.CamPartShareMeter,num_images:8,"
     meter += f"json_path:{history}}}"
     # 48 training images in batches of 16: 3 optimizer steps per epoch, so steps and epochs differ
     train(tiny_config("optim.epochs=2", "logger=csv", "callbacks=[]", meter, "+trainer.enable_progress_bar=false"))

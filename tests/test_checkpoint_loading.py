@@ -10,9 +10,9 @@ import torchvision
 from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 
-from fgvc_mix.evaluation import load_checkpoint
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.evaluation.checkpoints import load_checkpoint
 from fgvc_mix.train import train
+from fgvc_mix.training.module import FGVCModule
 
 
 @pytest.fixture(scope="module")

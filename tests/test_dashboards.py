@@ -13,10 +13,10 @@ from PIL import ImageDraw
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from fgvc_mix.callbacks import BOX_COLOUR, CAPTION_FONT_SIZE, MixedImageGrid
-from fgvc_mix.config import RUN_NAME_LIMIT, run_name
+from fgvc_mix.evaluation.dashboards import BOX_COLOUR, CAPTION_FONT_SIZE, MixedImageGrid
 from fgvc_mix.mixing import MixedBatch
 from fgvc_mix.train import build, experiment_params
+from fgvc_mix.training.config import RUN_NAME_LIMIT, run_name
 
 EPOCHS = 2
 RUN_OVERRIDES = [

@@ -15,7 +15,7 @@ from helpers import CONFIG_DIR, TINY_SYNTHETIC, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from fgvc_mix.evaluation import evaluate
+from fgvc_mix.evaluation.checkpoints import evaluate
 from fgvc_mix.train import train
 
 pytestmark = pytest.mark.slow

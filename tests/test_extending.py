@@ -1,6 +1,6 @@
 """docs/extending.md holds: a new CAM mixer is its module and one YAML, and everything that lists mixers finds it.
 
-The benchmarks' rows and the tests' parametrisations read ``conf/mix/`` (``fgvc_mix.mix_options``),
+The benchmarks' rows and the tests' parametrisations read ``conf/mix/`` (``fgvc_mix.training.mix_options``),
 so a mixer YAML dropped into a copy of the config tree is trained, timed and ranked with no other edit.
 """
 
@@ -16,10 +16,10 @@ from helpers import CONFIG_DIR, TINY_SYNTHETIC
 from omegaconf import OmegaConf
 from test_benchmarks import load_script
 
-import fgvc_mix.config
-from fgvc_mix.config import compose_config
-from fgvc_mix.mix_options import benchmark_mix_options, cnn_mix_options, mix_options
+import fgvc_mix.training.config
 from fgvc_mix.train import build
+from fgvc_mix.training.config import compose_config
+from fgvc_mix.training.mix_options import benchmark_mix_options, cnn_mix_options, mix_options
 
 # A CAM-guided mixer as a user writes it, outside the package: SnapMix's rule at its own Beta.
 MIXER_MODULE = """
@@ -54,7 +54,7 @@ def tree_with_a_new_mixer(tmp_path, monkeypatch):
     (config_dir / "mix" / "peaksnap.yaml").write_text(MIXER_YAML)
     (tmp_path / "peaksnap_mixer.py").write_text(MIXER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(fgvc_mix.config, "CONFIG_DIR", config_dir)
+    monkeypatch.setattr(fgvc_mix.training.config, "CONFIG_DIR", config_dir)
     yield config_dir
     sys.modules.pop("peaksnap_mixer", None)
 

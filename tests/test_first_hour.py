@@ -14,11 +14,11 @@ import pytest
 from helpers import TINY_SYNTHETIC, compose_config, run_module
 from hydra.core.global_hydra import GlobalHydra
 
-from fgvc_mix.config import build_from_config
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.data.decoding import load_rgb_image
-from fgvc_mix.run_logging import KnownNoise, filter_known_noise
 from fgvc_mix.synthetic_export import LABELS_FILE, export_samples
+from fgvc_mix.training.config import build_from_config
+from fgvc_mix.training.run_logging import KnownNoise, filter_known_noise
 
 TEST_SIZE = next(int(o.split("=")[1]) for o in TINY_SYNTHETIC if o.startswith("dataset.options.test_size="))
 

@@ -238,7 +238,7 @@ def test_evaluate_refuses_data_whose_classes_differ_from_the_checkpoints() -> No
     from types import SimpleNamespace
 
     from fgvc_mix.errors import UserError
-    from fgvc_mix.evaluation import check_class_names
+    from fgvc_mix.evaluation.checkpoints import check_class_names
 
     data = SimpleNamespace(class_names=["finch", "robin"], hparams=SimpleNamespace(name="folder", root="/d"))
     check_class_names("a.ckpt", ["finch", "robin"], data)

@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from fgvc_mix.errors import UserError
-from fgvc_mix.evaluation import evaluate
+from fgvc_mix.evaluation.checkpoints import evaluate
 from fgvc_mix.export import export
 from fgvc_mix.predict import predict
 from fgvc_mix.synthetic_export import demo_test_split

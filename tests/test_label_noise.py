@@ -12,12 +12,12 @@ from helpers.datasets import lines, write_cub_style
 from torch.utils.data import Subset
 from torchvision.transforms import v2
 
-from fgvc_mix.callbacks import LabelNoiseMeter
 from fgvc_mix.data.cub import CUB200
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import eval_transform
 from fgvc_mix.errors import UserError
-from fgvc_mix.label_fidelity import (
+from fgvc_mix.evaluation.dashboards import LabelNoiseMeter
+from fgvc_mix.evaluation.label_noise import (
     checkpoint_label_noise,
     draw_pairs,
     masked_samples,
@@ -27,9 +27,9 @@ from fgvc_mix.label_fidelity import (
 )
 from fgvc_mix.mixing import cutmix, snapmix
 from fgvc_mix.mixing.cam_forward import CAM_BN_MODES as CAM_BN
-from fgvc_mix.mixing.label_scoring import area_weights, label_noise, semantic_shares
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.mixing.label_noise import area_weights, label_noise, semantic_shares
 from fgvc_mix.train import build
+from fgvc_mix.training.module import FGVCModule
 
 
 def box(x1: int, y1: int, x2: int, y2: int) -> list[int]:
@@ -179,7 +179,7 @@ def test_meter_does_nothing_without_truth_and_says_so_once(caplog):
         datamodule = type("DataModule", (), {"datasets": {"train": torch.utils.data.TensorDataset(torch.zeros(4))}})
 
     meter = LabelNoiseMeter()
-    with caplog.at_level("INFO", logger="fgvc_mix.callbacks"):
+    with caplog.at_level("INFO", logger="fgvc_mix.evaluation.dashboards"):
         for _ in range(2):
             meter.on_train_epoch_end(Trainer(), pl_module=None)  # no truth: no error
     assert [r.getMessage() for r in caplog.records] == [
@@ -204,9 +204,9 @@ def test_meter_takes_its_split_and_truth_kind_and_a_flaw_turns_it_off(tmp_path, 
     cub = CUB200(tmp_path, "train", transform=eval_transform(8, 8))
     datamodule.datasets["val"] = cub
     meter = LabelNoiseMeter(num_pairs=2, split="val", truth="box")
-    with caplog.at_level("WARNING", logger="fgvc_mix.callbacks"):
+    with caplog.at_level("WARNING", logger="fgvc_mix.evaluation.dashboards"):
         assert meter._training_samples(trainer) is None and meter._training_samples(trainer) is None
-    assert [r.getMessage() for r in caplog.records if r.name == "fgvc_mix.callbacks"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "fgvc_mix.evaluation.dashboards"] == [
         "LabelNoiseMeter: none of the 2 images of the split has truth=box inside its crop; "
         "label noise is not measured in this run"
     ]

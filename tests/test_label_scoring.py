@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fgvc_mix.mixing import MixedBatch, attentive_cutmix, cutmix, fmix, mixup, no_mix, resizemix
-from fgvc_mix.mixing.label_scoring import mix_shares, mixer_label_score, semantic_shares
+from fgvc_mix.mixing.label_noise import mix_shares, mixer_label_score, semantic_shares
 
 B, H, W = 6, 16, 12
 

@@ -1,4 +1,6 @@
-"""Layering: no module imports an entry point (a CLI that parses, calls and prints), not even another CLI.
+"""Layering: no module imports an entry point (a CLI that parses, calls and prints), not even another CLI,
+and the package's top level holds only entry points (``python -m fgvc_mix.<name>``) and ``errors``: the
+library lives in ``data/``, ``models/``, ``mixing/``, ``training/`` and ``evaluation/``.
 
 Entry points are found from the source, not listed by hand: a module with a top-level
 ``if __name__ == "__main__":`` guard or a ``@hydra.main`` function. A new CLI is covered
@@ -70,7 +72,14 @@ def test_entry_points_are_found_from_the_source():
     modules = parse_package()
     entry_points = {name for name, (tree, _) in modules.items() if is_entry_point(tree)}
     assert {"fgvc_mix.train", "fgvc_mix.evaluate", "fgvc_mix.sweep"} <= entry_points
-    assert "fgvc_mix.sweep_summary" not in entry_points and "fgvc_mix.module" not in entry_points
+    assert "fgvc_mix.training.sweep_summary" not in entry_points and "fgvc_mix.training.module" not in entry_points
+
+
+def test_the_top_level_holds_only_entry_points_and_errors():
+    modules = parse_package()
+    top_level = {name for name in modules if name.count(".") == 1 and not (PACKAGE / name.split(".")[1]).is_dir()}
+    library = {name for name in top_level if not is_entry_point(modules[name][0])}
+    assert library == {"fgvc_mix.errors"}, f"library modules at the top level: move them into a package: {library}"
 
 
 def test_no_module_imports_an_entry_point():

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from helpers import compose_config
 
-from fgvc_mix.config import build_from_config
 from fgvc_mix.models import build_classifier
+from fgvc_mix.training.config import build_from_config
 
 
 @pytest.mark.parametrize("name", ["small_cnn", "resnet18", "resnet50"])

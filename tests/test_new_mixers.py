@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from helpers.cam_models import MapModel
 
-from fgvc_mix.mix_options import cnn_mix_options
 from fgvc_mix.mixing import (
     AttentiveCutMix,
     FMix,
@@ -31,6 +30,7 @@ from fgvc_mix.mixing.boxes import sample_beta
 from fgvc_mix.mixing.fmix import low_frequency_noise
 from fgvc_mix.mixing.resizemix import resize_boxes
 from fgvc_mix.train import build
+from fgvc_mix.training.mix_options import cnn_mix_options
 
 B, H, W = 6, 24, 20
 SEED = 7

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fgvc_mix.config import CONFIG_DIR
+from fgvc_mix.training.config import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_built_wheel_trains_from_a_fresh_venv_outside_the_checkout(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([python, "-c", "import fgvc_mix.config as c; print(c.__file__, c.CONFIG_DIR)"],
+    where = subprocess.run([python, "-c", "import fgvc_mix.training.config as c; print(c.__file__, c.CONFIG_DIR)"],
                            cwd=elsewhere, env=env, **run).stdout.split()  # fmt: skip
     assert where[0].startswith(venv_site) and where[1] == str(Path(venv_site, "fgvc_mix", "conf"))
     overrides = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgvc_mix.cam_quality import part_share
+from fgvc_mix.evaluation.cam_quality import part_share
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -122,7 +122,7 @@ def test_full_preset_smoke_runs_its_448_px_configs_on_a_cpu(tmp_path):
 
 
 def test_quick_and_full_presets_compose_the_protocols_networks(tmp_path):
-    from fgvc_mix.config import compose_config
+    from fgvc_mix.training.config import compose_config
 
     benchmark = load_benchmark()
     for name, size, stride in (("quick", 128, 16), ("full", 448, 32)):

@@ -7,11 +7,11 @@ import torch
 import torchvision
 
 from fgvc_mix import pretrain
-from fgvc_mix.config import compose_config
 from fgvc_mix.data.synthetic_drawing import SHAPES, Canvas
 from fgvc_mix.data.synthetic_pretrain import OBJECT_CLASSES, PART_CLASSES, SILHOUETTES, SyntheticObjects
 from fgvc_mix.models import build_classifier
 from fgvc_mix.models.backbones import NarrowResNet
+from fgvc_mix.training.config import compose_config
 
 TINY_PRETRAIN = [
     "data.train_size=36",

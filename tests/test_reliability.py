@@ -26,14 +26,14 @@ from torch.utils.data import Dataset
 
 from fgvc_mix.data.resumable import EpochSampler, SeededSamples
 from fgvc_mix.errors import UserError
-from fgvc_mix.evaluation import load_checkpoint
+from fgvc_mix.evaluation.checkpoints import load_checkpoint
 from fgvc_mix.mixing import mixed_cross_entropy
-from fgvc_mix.module import FGVCModule
-from fgvc_mix.output_check import check_can_create
 from fgvc_mix.predict import predict
-from fgvc_mix.preemption import INTERRUPTED_EXIT_CODE
-from fgvc_mix.resume_checks import check_resume
 from fgvc_mix.train import build, check_output_dir, train
+from fgvc_mix.training.module import FGVCModule
+from fgvc_mix.training.output_check import check_can_create
+from fgvc_mix.training.preemption import INTERRUPTED_EXIT_CODE
+from fgvc_mix.training.resume_checks import check_resume
 
 TESTS = str(Path(__file__).parent)
 

@@ -12,7 +12,7 @@ from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from fgvc_mix.evaluation import evaluate, load_checkpoint
+from fgvc_mix.evaluation.checkpoints import evaluate, load_checkpoint
 from fgvc_mix.export import export
 from fgvc_mix.predict import predict
 from fgvc_mix.train import train

@@ -13,8 +13,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from fgvc_mix import sweep
-from fgvc_mix.config import CONFIG_DIR
-from fgvc_mix.sweep_summary import SweepSummary
+from fgvc_mix.training.config import CONFIG_DIR
+from fgvc_mix.training.sweep_summary import SweepSummary
 
 
 def write_job(sweep_dir, job: int, prob: str, acc: float) -> None:
@@ -55,7 +55,7 @@ FAILING_SWEEP = """
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from fgvc_mix.sweep_summary import write_job_result
+from fgvc_mix.training.sweep_summary import write_job_result
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name=None)
@@ -76,7 +76,7 @@ def test_a_sweep_with_a_failed_job_prints_the_finished_jobs_and_names_the_failed
         "app.py",
         "-m",
         "+x=1,2,3",
-        "+hydra.callbacks.summary._target_=fgvc_mix.sweep_summary.SweepSummary",
+        "+hydra.callbacks.summary._target_=fgvc_mix.training.sweep_summary.SweepSummary",
         "hydra.sweep.dir=sweep",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

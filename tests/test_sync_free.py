@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fgvc_mix.mixing import class_activation_maps, cutmix, mixup, paste, snapmix
 from fgvc_mix.mixing.boxes import to_device
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.training.module import FGVCModule
 
 aten = torch.ops.aten
 HOST_READS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default}

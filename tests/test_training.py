@@ -14,10 +14,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fgvc_mix.evaluation import evaluate, load_checkpoint
-from fgvc_mix.mix_options import cnn_mix_options
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.evaluation.checkpoints import evaluate, load_checkpoint
 from fgvc_mix.train import build, train
+from fgvc_mix.training.mix_options import cnn_mix_options
+from fgvc_mix.training.module import FGVCModule
 
 GROUPS = ("dataset", "model", "mix", "optim", "trainer", "logger", "callbacks")
 DASHBOARDS = Path(__file__).resolve().parents[1] / "docs" / "dashboards.md"

@@ -1,4 +1,4 @@
-"""Label-fidelity truth on real datasets: keypoint discs and object boxes through the training geometry."""
+"""Label-noise truth on real datasets: keypoint discs and object boxes through the training geometry."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from fgvc_mix.data.nabirds import NABirds
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.data.transforms import train_transform
 from fgvc_mix.data.truth import truth_map
-from fgvc_mix.label_fidelity import draw_pairs, masked_samples
+from fgvc_mix.evaluation.label_noise import draw_pairs, masked_samples
 from fgvc_mix.mixing import cutmix, fmix, snapmix
-from fgvc_mix.mixing.label_scoring import label_noise, mixer_label_score, semantic_shares
+from fgvc_mix.mixing.label_noise import label_noise, mixer_label_score, semantic_shares
 
 TO_TENSOR = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # no geometry
 

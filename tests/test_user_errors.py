@@ -14,11 +14,11 @@ from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from fgvc_mix.config import build_from_config, check_mandatory
 from fgvc_mix.errors import UserError
-from fgvc_mix.evaluation import select_device
+from fgvc_mix.evaluation.checkpoints import select_device
 from fgvc_mix.mixing import snapmix
 from fgvc_mix.train import build
+from fgvc_mix.training.config import build_from_config, check_mandatory
 
 
 def test_trainer_max_epochs_apart_from_optim_epochs_fails_naming_optim_epochs(tiny_config):
@@ -195,7 +195,7 @@ def test_a_user_error_in_a_multirun_job_is_raised_for_hydra_to_record(monkeypatc
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from fgvc_mix.config import one_line_user_errors
+    from fgvc_mix.training.config import one_line_user_errors
 
     class Multirun:
         mode = RunMode.MULTIRUN

@@ -14,8 +14,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
-from fgvc_mix.evaluation import evaluate
+from fgvc_mix.evaluation.checkpoints import evaluate
+from fgvc_mix.training.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")

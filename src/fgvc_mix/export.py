@@ -16,9 +16,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.errors import UserError
-from fgvc_mix.evaluation import load_checkpoint
+from fgvc_mix.evaluation.checkpoints import load_checkpoint
+from fgvc_mix.training.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 

@@ -6,7 +6,7 @@
 Scores on the checkpoint's own dataset: the synthetic birds' part masks, or a real dataset's
 keypoints (``truth=parts``: CUB, NABirds) or object boxes (``truth=box``: CUB, NABirds, Cars,
 Aircraft, Dogs), defined in ``data.truth``; the measurement itself is
-``label_fidelity.checkpoint_label_noise``.
+``evaluation.label_noise.checkpoint_label_noise``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
-from fgvc_mix.label_fidelity import checkpoint_label_noise
+from fgvc_mix.evaluation.label_noise import checkpoint_label_noise
+from fgvc_mix.training.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="label_noise")

@@ -16,11 +16,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from fgvc_mix.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 from fgvc_mix.data.decoding import IMAGE_SUFFIXES, load_rgb_image
 from fgvc_mix.data.errors import BadImageError
 from fgvc_mix.errors import MissingFileError, UserError
-from fgvc_mix.evaluation import check_tta, load_checkpoint, predict_probabilities, select_device
+from fgvc_mix.evaluation.checkpoints import check_tta, load_checkpoint, predict_probabilities, select_device
+from fgvc_mix.training.config import CONFIG_PATH, check_mandatory, one_line_user_errors
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from fgvc_mix.config import CONFIG_PATH, one_line_user_errors
 from fgvc_mix.data.synthetic_pretrain import SyntheticObjects
 from fgvc_mix.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc_mix.errors import UserError
 from fgvc_mix.models.backbones import RESNET_LAYOUTS, NarrowResNet
+from fgvc_mix.training.config import CONFIG_PATH, one_line_user_errors
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the task or the loop changes what the same settings train

@@ -1,13 +1,13 @@
 """Rebuild a multirun's summary by hand: ``python -m fgvc_mix.sweep <multirun dir>`` (e.g. after a SLURM sweep).
 
-Hydra does this itself after every job through ``fgvc_mix.sweep_summary.SweepSummary``.
+Hydra does this itself after every job through ``fgvc_mix.training.sweep_summary.SweepSummary``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from fgvc_mix.sweep_summary import print_summary
+from fgvc_mix.training.sweep_summary import print_summary
 
 
 def main(argv: list[str]) -> None:

@@ -18,10 +18,10 @@ import numpy as np
 from hydra.errors import ConfigCompositionException
 from PIL import Image
 
-from fgvc_mix.config import compose_config, one_line_user_errors
 from fgvc_mix.data.registry import build_dataset
 from fgvc_mix.data.synthetic import SyntheticFGVC
 from fgvc_mix.errors import UserError
+from fgvc_mix.training.config import compose_config, one_line_user_errors
 
 DEFAULT_COUNT = 16
 LABELS_FILE = "labels.csv"

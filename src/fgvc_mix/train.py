@@ -20,12 +20,18 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams
 
-from fgvc_mix.config import CONFIG_PATH, build_from_config, check_epoch_key, check_mandatory, one_line_user_errors
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.errors import UserError
-from fgvc_mix.module import FGVCModule
-from fgvc_mix.option_checks import check_run_options
-from fgvc_mix.preemption import (
+from fgvc_mix.training.config import (
+    CONFIG_PATH,
+    build_from_config,
+    check_epoch_key,
+    check_mandatory,
+    one_line_user_errors,
+)
+from fgvc_mix.training.module import FGVCModule
+from fgvc_mix.training.option_checks import check_run_options
+from fgvc_mix.training.preemption import (
     INTERRUPTED_EXIT_CODE,
     Preempted,
     SaveOnSigterm,
@@ -33,8 +39,8 @@ from fgvc_mix.preemption import (
     report_interrupted,
     sigterm_as_preempted,
 )
-from fgvc_mix.resume_checks import check_resume
-from fgvc_mix.sweep_summary import write_job_result
+from fgvc_mix.training.resume_checks import check_resume
+from fgvc_mix.training.sweep_summary import write_job_result
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from fgvc_mix.config import CONFIG_PATH
 from fgvc_mix.data.errors import DatasetError
 from fgvc_mix.data.image_list import ImageListDataset
 from fgvc_mix.data.registry import DATASETS, build_dataset
+from fgvc_mix.training.config import CONFIG_PATH
 
 EXIT_OK, EXIT_BAD_IMAGES, EXIT_BAD_DATASET = 0, 1, 2
 

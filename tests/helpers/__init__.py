@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fgvc_mix.config import CONFIG_DIR, compose_config
+from fgvc_mix.training.config import CONFIG_DIR, compose_config
 
 __all__ = ["CONFIG_DIR", "TINY_SYNTHETIC", "compose_config", "run_module"]
 

@@ -1,4 +1,4 @@
-"""Ground truth for label fidelity: which pixels of an image carry its class, from the data's own annotations.
+"""Ground truth for label noise: which pixels of an image carry its class, from the data's own annotations.
 
 One small protocol serves the synthetic birds and the real datasets alike: a dataset with
 truth has ``truth_kinds()`` and ``sample_with_truth(index, kind)``, which returns the

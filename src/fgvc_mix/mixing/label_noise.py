@@ -1,9 +1,10 @@
-"""Scoring mixing rules against ground truth: how far label weights are from what a mix shows.
+"""Label noise, the tensor core: how far label weights are from what a mix shows.
 
 Pure tensor code beside the mixing core (no Lightning): given part masks, the pairs and
 boxes (or masks) of a mix, and the rules' weights, the ground-truth semantic shares and
-each rule's error. ``fgvc_mix.label_noise`` drives a model through it (the meter, its
-callback, its CLI); ``mixer_label_score`` scores any mixer's own labels on its own mixes.
+each rule's error. ``fgvc_mix.evaluation.label_noise`` drives a model through it (the meter,
+its callback, the ``python -m fgvc_mix.label_noise`` command); ``mixer_label_score`` scores any
+mixer's own labels on its own mixes.
 
 The ground truth of a mix, from the part masks (the class-defining pixels; each image's
 mask normalised to sum to one, its "part mass"):

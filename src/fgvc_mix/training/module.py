@@ -19,11 +19,11 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from fgvc_mix.config import build_from_config
 from fgvc_mix.errors import UserError
 from fgvc_mix.mixing import MixedBatch, Mixer, mixed_cross_entropy
 from fgvc_mix.models import FGVCClassifier
 from fgvc_mix.models.batchnorm import batchnorm_buffers
+from fgvc_mix.training.config import build_from_config
 
 log = logging.getLogger(__name__)
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")

@@ -1,4 +1,4 @@
-"""Label fidelity: how far each mixing rule's label weights are from what the mixed image shows.
+"""Label noise of a model: how far each mixing rule's label weights are from what the mixed image shows.
 
 SnapMix (Huang, Wang & Tao, AAAI 2021, arXiv:2012.04846) claims that CutMix's
 area-based label weights are noisy on fine-grained data, where a small part decides
@@ -31,8 +31,8 @@ other images share its forward pass, and the result must not depend on the chunk
 costs in label quality.
 
 The library of the label-noise meter: ``python -m fgvc_mix.label_noise`` (a checkpoint) and
-the ``callbacks.LabelNoiseMeter`` callback (during training) call it; the scoring itself is
-pure tensor code in ``mixing.label_scoring``.
+the ``evaluation.dashboards.LabelNoiseMeter`` callback (during training) call it; the scoring itself is
+pure tensor code in ``mixing.label_noise``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ from torch.utils.data import Dataset, Subset
 
 from fgvc_mix.data.truth import truth_map
 from fgvc_mix.errors import UserError
-from fgvc_mix.evaluation import load_checkpoint
+from fgvc_mix.evaluation.checkpoints import load_checkpoint
 from fgvc_mix.mixing.cam_forward import CamForward
-from fgvc_mix.mixing.label_scoring import LabelNoise, label_noise
+from fgvc_mix.mixing.label_noise import LabelNoise, label_noise
 from fgvc_mix.mixing.snapmix import draw_snapmix_pairs
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.training.module import FGVCModule
 
 log = logging.getLogger(__name__)
 

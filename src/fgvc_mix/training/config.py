@@ -25,8 +25,9 @@ def _config_dir() -> Path:
     One source of truth: the wheel's copy is made by the build (``package-dir`` in
     pyproject.toml), never kept in the repository.
     """
-    packaged = Path(__file__).parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+    package = Path(__file__).resolve().parents[1]  # src/fgvc_mix (this file is fgvc_mix/training/config.py)
+    packaged = package / "conf"
+    return packaged if packaged.is_dir() else package.parents[1] / "conf"
 
 
 CONFIG_DIR = _config_dir()

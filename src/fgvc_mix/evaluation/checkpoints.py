@@ -18,10 +18,10 @@ from torch.nn import functional as F
 
 from fgvc_mix.data import FGVCDataModule
 from fgvc_mix.errors import UserError
+from fgvc_mix.evaluation.reports import confusion_counts, write_report
 from fgvc_mix.models.backbone import architecture_only
-from fgvc_mix.module import FGVCModule, classification_metrics
-from fgvc_mix.reports import confusion_counts, write_report
-from fgvc_mix.resume_checks import read_checkpoint
+from fgvc_mix.training.module import FGVCModule, classification_metrics
+from fgvc_mix.training.resume_checks import read_checkpoint
 
 TTA_MODES = ("none", "flip")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")

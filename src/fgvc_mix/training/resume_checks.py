@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from fgvc_mix.errors import MissingFileError, UserError
-from fgvc_mix.preemption import checkpoint_path
+from fgvc_mix.training.preemption import checkpoint_path
 
 RESUME_KEYWORDS = ("last", "hpc", "best", "registry")
 """``ckpt_path`` values Lightning resolves itself (``last``: this run's ``checkpoints/last.ckpt``)."""

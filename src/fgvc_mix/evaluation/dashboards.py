@@ -15,10 +15,10 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from fgvc_mix.errors import UserError
-from fgvc_mix.label_fidelity import SNAPMIX_BETA, masked_samples, measure, truth_source
+from fgvc_mix.evaluation.label_noise import SNAPMIX_BETA, masked_samples, measure, truth_source
+from fgvc_mix.evaluation.reports import confusion_counts, confusion_matrix_figure
 from fgvc_mix.mixing import CamForward, MixedBatch, box_areas
 from fgvc_mix.models.batchnorm import eval_mode
-from fgvc_mix.reports import confusion_counts, confusion_matrix_figure
 
 log = logging.getLogger(__name__)
 

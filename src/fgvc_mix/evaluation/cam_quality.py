@@ -37,10 +37,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from fgvc_mix.label_fidelity import masked_samples, part_mask_source
+from fgvc_mix.evaluation.label_noise import masked_samples, part_mask_source
 from fgvc_mix.mixing import class_activation_maps
 from fgvc_mix.models.batchnorm import eval_mode
-from fgvc_mix.module import FGVCModule
+from fgvc_mix.training.module import FGVCModule
 
 
 def part_share(cams: Tensor, masks: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from fgvc_mix.sweep_summary import RESULT_FILE
+from fgvc_mix.training.sweep_summary import RESULT_FILE
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fgvc_mix.config import CONFIG_DIR
+from fgvc_mix.training.config import CONFIG_DIR
 
 NEEDS_TRANSFORMER: dict[str, str] = {
     "transmix": "re-weights labels by a class-token vision transformer's attention; a CNN cannot run it",
