@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import subprocess
@@ -19,6 +20,7 @@ from fgvc_mix.evaluation.checkpoints import select_device
 from fgvc_mix.mixing import snapmix
 from fgvc_mix.train import build
 from fgvc_mix.training.config import build_from_config, check_mandatory
+from fgvc_mix.training.module import learning_rate
 
 
 def test_trainer_max_epochs_apart_from_optim_epochs_fails_naming_optim_epochs(tiny_config):
@@ -37,6 +39,22 @@ def test_the_paper_step_schedule_follows_optim_epochs(tiny_config):
     module, _, trainer = build(tiny_config("optim=paper", "optim.epochs=20", "logger=csv", "callbacks=[]"))
     scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert trainer.max_epochs == 20 and sorted(scheduler.milestones) == [8, 15, 18]  # 80/150/180 of 200
+
+
+def test_an_optimizer_without_lr_trains_at_the_optimizers_default_rate(tiny_config):
+    module, _, _ = build(tiny_config("optim=adamw", "~optim.optimizer.lr", "logger=csv", "callbacks=[]"))
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {group["name"]: group["lr"] for group in optimizer.param_groups}["head"] == 1e-3  # AdamW's default
+
+
+def test_an_optimizer_with_no_default_lr_asks_for_optim_optimizer_lr():
+    class NoDefault(torch.optim.SGD):
+        def __init__(self, params, lr, momentum=0.0):
+            super().__init__(params, lr=lr, momentum=momentum)
+
+    with pytest.raises(UserError, match=r"NoDefault has no default learning rate; set optim\.optimizer\.lr"):
+        learning_rate(functools.partial(NoDefault, momentum=0.9))
 
 
 def test_fast_dev_run_builds_with_the_epoch_check(tiny_config):

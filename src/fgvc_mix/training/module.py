@@ -7,6 +7,8 @@ alone rebuilds the whole module: ``FGVCModule.load_from_checkpoint(path)``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import random
 from typing import Any
@@ -61,6 +63,17 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+def learning_rate(optimizer_factory: functools.partial) -> float:
+    """The ``lr`` of a ``_partial_`` optimiser config: its own key, else the optimiser's default."""
+    if "lr" in optimizer_factory.keywords:
+        return optimizer_factory.keywords["lr"]
+    lr = inspect.signature(optimizer_factory.func).parameters.get("lr")
+    if lr is None or not isinstance(lr.default, int | float):  # absent, or torch's `required`
+        name = getattr(optimizer_factory.func, "__qualname__", repr(optimizer_factory.func))
+        raise UserError(f"optim.optimizer: {name} has no default learning rate; set optim.optimizer.lr=<value>")
+    return float(lr.default)
 
 
 class FGVCModule(pl.LightningModule):
@@ -208,7 +221,7 @@ class FGVCModule(pl.LightningModule):
         ``optim.backbone_lr_scale`` times the new layers' learning rate (the paper: 0.1)."""
         optim = self.hparams.optim
         optimizer_factory = build_from_config(optim["optimizer"])
-        base_lr = optimizer_factory.keywords["lr"]
+        base_lr = learning_rate(optimizer_factory)
         scale = optim.get("backbone_lr_scale", 1.0) if self.model.pretrained_backbone else 1.0
         groups = [
             {"params": list(params), "name": name, "lr": base_lr * (scale if name == "backbone" else 1.0)}
