@@ -61,10 +61,6 @@ class PartShare:
         """How many times the area share the target-class CAM puts on the parts (1 = no better than uniform)."""
         return self.target / self.area
 
-    @property
-    def agnostic_ratio(self) -> float:
-        return self.agnostic / self.area
-
 
 @torch.no_grad()
 def measure_part_share(

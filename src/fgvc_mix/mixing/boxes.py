@@ -67,12 +67,11 @@ def draw_boxes(
     return random_boxes(lam, height, width, generator).expand(batch_size, 4)
 
 
-def random_partner(batch_size: int, generator: torch.Generator | None, device: torch.device | None = None) -> Tensor:
-    """Each image's partner from a random permutation, drawn on the generator's device (and moved to
-    ``device`` when given; the mixers instead move it with their other draws in one copy)."""
+def random_partner(batch_size: int, generator: torch.Generator | None) -> Tensor:
+    """Each image's partner from a random permutation, drawn on the generator's device (the mixers
+    move it to the images' device with their other draws, in one copy: ``to_device``)."""
     draw_device = generator.device if generator is not None else torch.device("cpu")
-    partner = torch.randperm(batch_size, generator=generator, device=draw_device)
-    return partner if device is None else to_device([partner], device)[0]
+    return torch.randperm(batch_size, generator=generator, device=draw_device)
 
 
 STAGING_ALIGNMENT = 16  # bytes: every dtype's element size divides it, so each packed slice can be viewed back
