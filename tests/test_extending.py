@@ -1,4 +1,5 @@
-"""docs/extending.md holds: a new CAM mixer is its module and one YAML, and everything that lists mixers finds it.
+"""docs/extending.md holds: a new CAM mixer is its module and one YAML, a new dataset its reader, one
+registry line and one YAML, and everything that lists mixers or datasets finds them.
 
 The benchmarks' rows and the tests' parametrisations read ``conf/mix/`` (``fgvc_mix.training.mix_options``),
 so a mixer YAML dropped into a copy of the config tree is trained, timed and ranked with no other edit.
@@ -13,10 +14,12 @@ import pytest
 import test_new_mixers
 import test_training
 from helpers import CONFIG_DIR, TINY_SYNTHETIC
+from helpers.datasets import write_jpeg
 from omegaconf import OmegaConf
 from test_benchmarks import load_script
 
 import fgvc_mix.training.config
+from fgvc_mix.data import registry
 from fgvc_mix.train import build
 from fgvc_mix.training.config import compose_config
 from fgvc_mix.training.mix_options import benchmark_mix_options, cnn_mix_options, mix_options
@@ -87,3 +90,54 @@ def test_a_new_cam_mixer_gets_the_cam_options_from_one_defaults_line_and_trains(
     assert type(module.mixer).__name__ == "PeakSnap" and module.mixer.needs_cams
     trainer.fit(module, datamodule=datamodule)
     assert trainer.global_step == 1
+
+
+# A dataset as docs/extending.md describes it, written outside the package: file 1, its reader.
+READER_MODULE = """
+from fgvc_mix.data.annotation_text import read_pairs
+from fgvc_mix.data.reader import Annotations, DatasetReader
+
+
+class Tiny(DatasetReader):
+    name = "tiny"
+    homepage = "https://example.org/tiny"
+    expected_layout = "tiny/labels.txt   <image file> <class name>"
+    root_candidates = ("", "tiny")
+    root_marker = "labels.txt"
+
+    def read(self):
+        rows = read_pairs(self.root / "labels.txt", dataset=self.name)
+        classes = sorted({name for _, _, name in rows})
+        return Annotations([(self.root / file, classes.index(name)) for _, file, name in rows], classes)
+"""
+
+
+@pytest.fixture
+def tree_with_a_new_dataset(tmp_path, monkeypatch):
+    """Files 2 and 3 of the guide: the registry line and ``conf/dataset/tiny.yaml`` (``cub.yaml`` edited)."""
+    (tmp_path / "tiny_reader.py").write_text(READER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from tiny_reader import Tiny
+
+    monkeypatch.setitem(registry.DATASETS, "tiny", registry.reader(Tiny))
+    config_dir = tmp_path / "conf"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    dataset = OmegaConf.load(config_dir / "dataset" / "cub.yaml")
+    dataset.merge_with({"name": "tiny", "num_classes": 2, "image_size": 32, "resize_size": 36, "num_workers": 0})
+    OmegaConf.save(dataset, config_dir / "dataset" / "tiny.yaml")
+    monkeypatch.setattr(fgvc_mix.training.config, "CONFIG_DIR", config_dir)
+    root = tmp_path / "data" / "tiny"
+    root.mkdir(parents=True)
+    rows = [f"{name}{i}.jpg {name}" for name in ("robin", "wren") for i in range(16)]
+    for seed, row in enumerate(rows):
+        write_jpeg(root / row.split()[0], seed=seed)
+    (root / "labels.txt").write_text("\n".join(rows) + "\n")
+    yield root.parent
+    sys.modules.pop("tiny_reader", None)
+
+
+def test_a_new_dataset_is_its_reader_one_registry_line_and_one_yaml(tree_with_a_new_dataset, tmp_path):
+    cfg = compose_config(["dataset=tiny", f"dataset.root={tree_with_a_new_dataset}", "trainer=debug"], tmp_path / "run")
+    module, datamodule, trainer = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 1 and datamodule.class_names == ["robin", "wren"]
