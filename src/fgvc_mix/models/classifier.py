@@ -109,7 +109,7 @@ def build_classifier(
     source: str = "builtin",
     image_size: int | None = None,
     mid_level: bool = False,
-    mid_level_channels: int = 1024,
+    mid_level_channels: int | None = 1024,
     mid_level_detach: bool = True,
 ) -> FGVCClassifier:
     """Build ``name`` (see ``BACKBONES``) with a fresh ``num_classes``-way CAM-ready head.
@@ -120,10 +120,10 @@ def build_classifier(
     ``small_cnn``'s ``width``, ``inception_v3``'s ``aux_logits``). ``source="timm"``
     takes ``name`` as a timm model name; ``image_size`` (conf/model/timm.yaml sets the
     dataset's) sizes a timm transformer's position embeddings. ``mid_level`` adds the
-    paper's mid-level branch.
+    paper's mid-level branch, ``mid_level_channels`` wide; ``None`` takes the width of the map it
+    reads (``Backbone.mid_channels``), the authors' choice for ResNets.
     """
     backbone = build_backbone(name, pretrained, weights_path, source, image_size, **(backbone_options or {}))
-    branch = (
-        MidLevelHead(backbone.mid_channels, mid_level_channels, num_classes, mid_level_detach) if mid_level else None
-    )
+    hidden_channels = backbone.mid_channels if mid_level_channels is None else mid_level_channels
+    branch = MidLevelHead(backbone.mid_channels, hidden_channels, num_classes, mid_level_detach) if mid_level else None
     return FGVCClassifier(backbone, num_classes, pretrained or weights_path is not None, branch)
