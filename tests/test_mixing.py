@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import CONFIG_DIR
 from helpers.cam_models import MapModel
+from omegaconf import OmegaConf
 
 from fgvc_mix.mixing import (
     CutMix,
@@ -210,7 +212,7 @@ def test_cutmix_weight_is_clipped_area_fraction():
     images = torch.randn(7, 3, 20, 30)
     targets = torch.arange(7)
     for per_sample in (False, True):
-        batch = cutmix(images, targets, alpha=1.0, per_sample=per_sample, generator=torch.Generator().manual_seed(5))
+        batch = cutmix(images, targets, beta=1.0, per_sample=per_sample, generator=torch.Generator().manual_seed(5))
         area = box_areas(batch.box_a).float() / 600
         torch.testing.assert_close(batch.lam_b, area)
         torch.testing.assert_close(batch.lam_a, 1 - area)
@@ -218,6 +220,18 @@ def test_cutmix_weight_is_clipped_area_fraction():
         assert torch.equal(batch.targets_b, targets[batch.partner])
         if per_sample:
             assert len({tuple(b) for b in batch.box_a.tolist()}) > 1
+
+
+def test_box_mixers_call_their_box_concentration_beta():
+    """SnapMix's name for the Beta concentration of the box lambdas, in every box mixer's YAML; ``alpha``
+    (the core API's name for ``cutmix``) is the same draw."""
+    for name in ("cutmix", "snapmix", "saliencymix", "transmix"):  # snapmix_scratch: snapmix.yaml, prob 0.5
+        keys = OmegaConf.load(CONFIG_DIR / "mix" / f"{name}.yaml").keys()
+        assert "beta" in keys and "alpha" not in keys, name
+    images, targets = torch.randn(6, 3, 20, 30), torch.arange(6)
+    by_beta = cutmix(images, targets, beta=2.0, per_sample=True, generator=torch.Generator().manual_seed(5))
+    by_alpha = cutmix(images, targets, alpha=2.0, per_sample=True, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(by_beta.box_a, by_alpha.box_a) and torch.equal(by_beta.partner, by_alpha.partner)
 
 
 def test_mixup_is_a_convex_combination():

@@ -133,7 +133,7 @@ def reference_transmix(attention, box, lam_area, size):
 def test_transmix_labels_match_a_per_image_reference(size):
     generator = torch.Generator().manual_seed(3)
     images, targets = torch.randn(6, 3, *size, generator=generator), torch.arange(6)
-    mixed = cutmix(images, targets, alpha=1.0, per_sample=True, generator=generator)
+    mixed = cutmix(images, targets, beta=1.0, per_sample=True, generator=generator)
     grid = (size[0] // 16, size[1] // 16)
     attention = torch.rand(6, *grid, generator=generator).softmax(dim=-1) * 0.9  # the class token keeps the rest
     relabelled = transmix_labels(mixed, attention)

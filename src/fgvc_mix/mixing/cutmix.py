@@ -17,13 +17,16 @@ def cutmix(
     images: Tensor,
     targets: Tensor,
     *,
-    alpha: float = 1.0,
+    beta: float = 1.0,
     per_sample: bool = False,
     generator: torch.Generator | None = None,
+    alpha: float | None = None,
 ) -> MixedBatch:
-    """Mix a batch with CutMix; ``alpha`` is the Beta(alpha, alpha) concentration of lambda."""
+    """Mix a batch with CutMix; ``beta`` is the Beta(beta, beta) concentration of lambda (the box
+    mixers' one name for it, as SnapMix's). ``alpha``, when given, replaces it: the name the
+    design's mixing core API gives ``cutmix`` (CutMix's paper), kept for callers of that contract."""
     batch_size, _, height, width = images.shape
-    host_boxes = draw_boxes(batch_size, height, width, alpha, per_sample, generator)
+    host_boxes = draw_boxes(batch_size, height, width, beta if alpha is None else alpha, per_sample, generator)
     partner, boxes = to_device([random_partner(batch_size, generator), host_boxes], images.device)
 
     # Equal boxes need no resampling: copy the partner's pixels exactly, as timm and torchvision do.

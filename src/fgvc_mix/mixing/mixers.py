@@ -150,7 +150,7 @@ class CutMix(Mixer):
         self.beta = float(beta)
 
     def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
-        return cutmix(images, targets, alpha=self.beta, per_sample=self.per_sample, generator=generator)
+        return cutmix(images, targets, beta=self.beta, per_sample=self.per_sample, generator=generator)
 
 
 class SnapMix(Mixer):

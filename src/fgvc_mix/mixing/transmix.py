@@ -74,7 +74,7 @@ def transmix_labels(mixed: MixedBatch, attention: Tensor, attention_share: float
 
 
 class TransMix(Mixer):
-    """TransMix: CutMix boxes (``alpha``: their Beta concentration, the authors' 1), attention-weighted labels.
+    """TransMix: CutMix boxes (``beta``: their Beta concentration, the authors' 1), attention-weighted labels.
 
     Needs a class-token vision transformer (``model=timm model.name=deit_tiny_patch16_224``):
     ``forward_mixed`` records the class token's attention while it runs the mixed batch,
@@ -86,20 +86,20 @@ class TransMix(Mixer):
     def __init__(
         self,
         prob: float = 1.0,
-        alpha: float = 1.0,
+        beta: float = 1.0,
         attention_share: float = 0.5,
         per_sample: bool = False,
         seed: int | None = None,
     ):
         super().__init__(prob, per_sample, seed)
-        _check_positive("alpha", alpha)
+        _check_positive("beta", beta)
         if not 0.0 <= attention_share <= 1.0:
             raise UserError(f"mix.attention_share must be in [0, 1] (0: CutMix's area labels), got {attention_share}")
-        self.alpha = float(alpha)
+        self.beta = float(beta)
         self.attention_share = float(attention_share)
 
     def mix_batch(self, images: Tensor, targets: Tensor, cams: Tensor | None, generator: torch.Generator) -> MixedBatch:
-        return cutmix(images, targets, alpha=self.alpha, per_sample=self.per_sample, generator=generator)
+        return cutmix(images, targets, beta=self.beta, per_sample=self.per_sample, generator=generator)
 
     def check_model(self, model: nn.Module) -> None:
         """A CNN has no attention to read; a transformer without a class token refuses to record one."""
