@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import CONFIG_DIR, compose_config
 
+from fgvc_mix.evaluation.dashboards import LabelNoiseMeter
+from fgvc_mix.training.config import build_from_config
+
 PAPER_DIR = CONFIG_DIR / "experiment" / "paper"
 RECIPES = sorted(p.stem for p in PAPER_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 MODELS = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101"}
@@ -65,6 +68,14 @@ def test_recipe_composes_with_the_authors_settings(name, tmp_path):
         assert cfg.model.mid_level_channels == 256  # the authors' mid_dim: layer3's own width
     comment = (PAPER_DIR / f"{name}.yaml").read_text()
     assert f"Reported (the authors' README, github.com/Shaoli-Huang/SnapMix): {REPORTED[name]:.2f}% top-1" in comment
+
+
+@pytest.mark.parametrize(("overrides", "beta"), [(["mix=snapmix", "mix.beta=3"], 3.0), ([], 5.0), (["mix=none"], 5.0)])
+def test_the_label_noise_meter_draws_the_runs_box_concentration(overrides, beta, tmp_path):
+    """The default callbacks' meter takes ``mix.beta``; a mixer without one (and the demo) keeps SnapMix's 5."""
+    cfg = compose_config(overrides, tmp_path)
+    meter = build_from_config(cfg.callbacks.label_noise)
+    assert isinstance(meter, LabelNoiseMeter) and meter.beta == beta
 
 
 def test_recipes_paper_table_quotes_the_authors_figures():
