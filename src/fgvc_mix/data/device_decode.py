@@ -1,6 +1,7 @@
 """Opt-in JPEG decoding on the training device (``dataset.decode=gpu``).
 
-Why: a CPU loader worker decodes, resizes and crops ~96 CUB photos/s with PIL, so one GPU needs
+Why: a CPU loader worker decodes, resizes and crops far fewer CUB photos per second with PIL than
+a GPU trains on (docs/datasets.md, ``dataset.decode``: images/s per loader worker), so one GPU needs
 many cores of JPEG decoding. With ``decode=gpu`` a worker only reads a file's bytes and its
 header (the image size) and draws the random crop and flip as plain numbers; the training
 device then decodes the whole batch in one ``torchvision.io.decode_jpeg(list, device=...)``
@@ -17,8 +18,7 @@ and eval: Pillow 13 (libjpeg-turbo 3.2) and torchvision 0.29 (its bundled libjpe
 to the same pixels, and the resize is the same function. On CUDA two things differ, neither
 measured on a GPU here: nvjpeg's decode, and the resize, which torchvision runs on a float copy
 and rounds back (the CPU has a native uint8 kernel); that resize alone, emulated on the CPU,
-differs by at most 1 grey level, 0.16-0.18 on average (500x375 and 1200x800 photo-like images
-to 512).
+differs by a fraction of a grey level (the figures: docs/datasets.md, "Same pixels?").
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class SeededSamples(Dataset):
         # A plain index comes from a sampler Lightning put in place (trainer.overfit_batches): epoch 0's draws.
         epoch, index = key if isinstance(key, tuple) else (0, key)
         state = torch.get_rng_state()
-        # The CPU generator alone: torch.manual_seed also seeds every accelerator, ~100x slower.
+        # The CPU generator alone: torch.manual_seed also seeds every accelerator, far slower per sample.
         torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
         try:
             return self.dataset[index]

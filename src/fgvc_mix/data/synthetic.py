@@ -15,17 +15,19 @@ two small parts drawn on the body:
 * a *head mark* near one end of the body, whose **shape** is one of ``SHAPES``;
 * a *wing patch* in the middle of the body, whose **texture** is one of ``TEXTURES``.
 
-Class ``k`` is a (shape, texture) pair; the two parts together cover about 5% of the
-image. Part colours are random per image, so colour statistics carry no class
-information, and part-like distractors (shapes and textured patches of the same
-families, in random colours) are scattered over the background, off the body, so a
-model has to find the parts *on the object* rather than detect a shape anywhere.
+Class ``k`` is a (shape, texture) pair; the two parts together cover a small share of
+the image (docs/benchmarks.md gives it). Part colours are random per image, so colour
+statistics carry no class information, and part-like distractors (shapes and textured
+patches of the same families, in random colours) are scattered over the background, off
+the body, so a model has to find the parts *on the object* rather than detect a shape
+anywhere.
 
 Images are generated lazily and deterministically from ``(seed, split, index)``: each
 split draws from its own random streams, so train, val and test never share images,
-and DataLoader workers need no shared state. Drawing costs ~2 ms at 64 px and ~7 ms at
-128 px; ``cache=True`` keeps every drawn sample in a process-wide cache, for runs that
-revisit a small set many times (the paper-regime benchmark: many epochs, many runs).
+and DataLoader workers need no shared state. Drawing costs milliseconds per image, more at
+larger sizes (the paper-regime timings in docs/benchmarks.md count it); ``cache=True`` keeps
+every drawn sample in a process-wide cache, for runs that revisit a small set many times (the
+paper-regime benchmark: many epochs, many runs).
 """
 
 from __future__ import annotations

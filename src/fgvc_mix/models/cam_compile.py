@@ -1,7 +1,8 @@
 """Opt-in compiled CAM forward: ``torch.compile`` of the backbone for inference-mode forwards only.
 
-SnapMix's no-grad CAM forward has a third of a training step's FLOPs but cost 0.45 of a step on
-an H200 (issue 14), most of it in BatchNorm's batch-statistics kernel in bf16/NHWC. Inductor
+SnapMix's no-grad CAM forward has a third of a training step's FLOPs but, timed on a GPU (issue 14),
+a larger share of the step's time, most of it in BatchNorm's batch-statistics kernel in bf16/NHWC
+(``benchmarks/cam_forward.py --device cuda`` measures it; its figures go in docs/benchmarks.md). Inductor
 computes each BatchNorm's statistics and normalisation in its own fused reductions with the ReLU
 around them. Only ``forward_features`` calls under ``torch.inference_mode`` (the CAM forward,
 the CAM figures of the visualisation callback) take the compiled graph: training forwards with
