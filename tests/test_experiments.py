@@ -70,12 +70,12 @@ def test_recipe_composes_with_the_authors_settings(name, tmp_path):
     assert f"Reported (the authors' README, github.com/Shaoli-Huang/SnapMix): {REPORTED[name]:.2f}% top-1" in comment
 
 
-@pytest.mark.parametrize(("overrides", "beta"), [(["mix=snapmix", "mix.beta=3"], 3.0), ([], 5.0), (["mix=none"], 5.0)])
-def test_the_label_noise_meter_draws_the_runs_box_concentration(overrides, beta, tmp_path):
-    """The default callbacks' meter takes ``mix.beta``; a mixer without one (and the demo) keeps SnapMix's 5."""
+@pytest.mark.parametrize("overrides", [["mix=snapmix", "mix.beta=3"], [], ["mix=none"], ["mix=cutmix"]])
+def test_the_label_noise_meter_is_one_yardstick_whatever_the_mixer(overrides, tmp_path):
+    """The meter scores every run on the same pairs: SnapMix's Beta(5, 5) boxes, not the run's ``mix.beta``."""
     cfg = compose_config(overrides, tmp_path)
     meter = build_from_config(cfg.callbacks.label_noise)
-    assert isinstance(meter, LabelNoiseMeter) and meter.beta == beta
+    assert isinstance(meter, LabelNoiseMeter) and meter.beta == 5.0
 
 
 def test_recipes_paper_table_quotes_the_authors_figures():
