@@ -10,12 +10,14 @@ from helpers import TINY_SYNTHETIC, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from PIL import ImageDraw
+from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams.backend_context import _sort_and_reduce_to_hparams_limit
 
 from fgvc_mix.evaluation.dashboards import BOX_COLOUR, CAPTION_FONT_SIZE, MixedImageGrid
 from fgvc_mix.mixing import MixedBatch
-from fgvc_mix.train import build, experiment_params
+from fgvc_mix.train import HPARAMS_TICKED, build, declare_hparams, experiment_params
 from fgvc_mix.training.config import RUN_NAME_LIMIT, run_name
 
 EPOCHS = 2
@@ -69,16 +71,60 @@ def test_scalar_tags_hold_only_real_points(tiny_run):
         (point,) = events.Scalars(tag)  # no placeholder 0.0 at step 0 from the HParams declaration
         assert point.value == pytest.approx(metrics[tag], abs=1e-6), tag
     assert len(events.Scalars("val/acc")) == EPOCHS  # one per validation, nothing more
-    # The HParams tab still has its metric columns and this run's experiment keys.
+    # The HParams tab still has its metric columns.
+    experiment, _ = logged_hparams(events)
+    assert [m.name.tag for m in experiment.metric_infos] == ["val/acc", "test/acc", "test/acc_top5", "test/acc_macro"]
+
+
+def logged_hparams(events: EventAccumulator) -> tuple[api_pb2.Experiment, dict]:
+    """A run's HParams entry from its event file: the experiment (columns) and the session's values."""
     content = events.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert [m.name.tag for m in experiment.metric_infos] == ["val/acc", "test/acc", "test/acc_top5", "test/acc_macro"]
-    columns = [h.name for h in experiment.hparam_infos]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    return experiment, dict(start.hparams)
+
+
+def columns_as_shown(experiment: api_pb2.Experiment) -> list[str]:
+    """The HParams tab's column order: TensorBoard's own sort (the backend's, asked for up to 1000 columns by the
+    tab), of which the tab ticks the first ``HPARAMS_TICKED``."""
+    served = api_pb2.Experiment()
+    served.CopyFrom(experiment)
+    _sort_and_reduce_to_hparams_limit(served, 1000)
+    return [h.name for h in served.hparam_infos]
+
+
+def test_hparams_tab_leads_with_what_the_run_sets(tiny_run):
+    _, events, _ = tiny_run
+    experiment, values = logged_hparams(events)
     overridden = [o.split("=")[0].replace(".", "/") for o in RUN_OVERRIDES if not o.startswith("~")]
-    assert columns[: len(overridden)] == overridden  # the overrides first: a sweep's keys are on screen
-    assert "mix/prob" in columns and "seed" in columns and "mix" in columns
-    plumbing = [c for c in columns if c.startswith(("callbacks", "logger", "trainer"))]
-    assert plumbing == ["trainer/accelerator", "trainer/log_every_n_steps"]  # only where the run overrides them
+    choices = ["dataset", "mix", "model", "optim"]  # the demo's options; no experiment= file
+    assert columns_as_shown(experiment) == [*sorted([*overridden, "seed"]), *choices]  # nothing else, overrides first
+    assert values["mix/prob"].number_value == 0.5 and values["seed"].number_value == 0
+    assert values["mix"].string_value == "snapmix_scratch" and values["model"].string_value == "small_cnn"
+    assert "optim/backbone_lr_scale" not in values  # small_cnn trains from scratch: no scale is applied
+
+
+def test_hparams_tab_ticks_the_overrides_and_seed(tmp_path):
+    cfg = compose_config(["mix=cutmix", "mix.prob=0.5", "dataset.root=/data/cub"], tmp_path)
+    params, varied = experiment_params(cfg, pretrained_backbone=False)
+    GlobalHydra.instance().clear()
+    logger = TensorBoardLogger(tmp_path, name="tensorboard", version="run")
+    declare_hparams(logger, params, varied)
+    logger.experiment.flush()
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "run"))
+    events.Reload()
+    shown = columns_as_shown(logged_hparams(events)[0])
+    assert shown[:HPARAMS_TICKED] == ["mix", "mix/prob", "seed", "dataset", "model"]  # ticked: on screen
+    assert shown[HPARAMS_TICKED:] == ["optim"]  # a path (dataset.root) is not what the run varies
+
+
+def test_backbone_lr_scale_shows_the_scale_applied(tmp_path):
+    cfg = compose_config(["optim.backbone_lr_scale=0.5"], tmp_path)
+    from_scratch, _ = experiment_params(cfg, pretrained_backbone=False)
+    pretrained, _ = experiment_params(cfg, pretrained_backbone=True)
+    GlobalHydra.instance().clear()
+    assert from_scratch["optim/backbone_lr_scale"] == 1.0  # FGVCModule scales only a pretrained backbone
+    assert pretrained["optim/backbone_lr_scale"] == 0.5
 
 
 def test_every_chart_uses_the_global_step(tiny_run):
@@ -110,13 +156,15 @@ def test_run_names_follow_the_overrides(tmp_path):
 
 
 def test_hparams_list_the_experiment_not_the_plumbing(tmp_path):
-    params = experiment_params(compose_config(["seed=3", "mix=cutmix", "trainer.max_epochs=20"], tmp_path))
+    params, varied = experiment_params(
+        compose_config(["seed=3", "mix=cutmix", "trainer.max_epochs=20"], tmp_path), False
+    )
+    assert varied == ["seed", "mix", "trainer/max_epochs"]  # the overrides, in the given order
+    choices = {"dataset": "synthetic", "model": "small_cnn", "optim": "adamw"}
+    assert params == {"seed": 3, "mix": "cutmix", "trainer/max_epochs": 20, **choices}  # the full config: .hydra/
+    params, varied = experiment_params(compose_config([], tmp_path), False)
     GlobalHydra.instance().clear()
-    assert list(params)[:3] == ["seed", "mix", "trainer/max_epochs"]  # the overrides first, in the given order
-    assert params["mix"] == "cutmix" and params["seed"] == 3 and params["model"] == "small_cnn"
-    assert params["mix/prob"] == 1.0 and params["optim/optimizer/lr"] == 0.003
-    assert not [k for k in params if k.startswith(("callbacks", "logger")) or k.endswith(("_target_", "_partial_"))]
-    assert [k for k in params if k.startswith("trainer")] == ["trainer/max_epochs"]
+    assert varied == ["seed"] and params == {"seed": 0, "mix": "snapmix_scratch", **choices}
 
 
 def grey_batch(box_a: torch.Tensor | None, mask: torch.Tensor | None = None) -> MixedBatch:

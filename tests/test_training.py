@@ -154,7 +154,7 @@ def test_checkpoint_evaluates_and_tensorboard_has_scalars_hparams_images(tiny_co
     assert len(accumulator.Images("train/mixed_images")) == 2  # one per epoch
     hparams = accumulator.PluginTagToContent("hparams")
     assert b"test/acc" in hparams["_hparams_/experiment"]  # the HParams tab's metric columns
-    assert b"mix/beta" in hparams["_hparams_/session_start_info"]  # the run's flattened config
+    assert b"mix/prob" in hparams["_hparams_/session_start_info"]  # a key the run overrides
 
 
 def test_checkpoint_from_another_class_count_is_rejected(tiny_config, tmp_path):

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import hparams
 
 from fgvc_mix.data import FGVCDataModule
@@ -47,8 +48,10 @@ log = logging.getLogger(__name__)
 TEST_CHECKPOINTS = ("last", "best")
 PROBE_BYTES = 1 << 20  # a checkpoint-sized write would fail the same way on a full disk
 SUMMARY_METRICS = ("val/acc", "test/acc", "test/acc_top5", "test/acc_macro")
-EXPERIMENT_GROUPS = ("dataset", "model", "mix", "optim")
-"""Config groups that describe an experiment (HParams columns); the other groups say how it runs."""
+EXPERIMENT_GROUPS = ("experiment", "dataset", "model", "mix", "optim")
+"""Config groups that describe an experiment (their chosen options are HParams columns); the others say how it runs."""
+HPARAMS_TICKED = 5
+"""TensorBoard's HParams tab ticks (shows) its first five columns; the others are listed, unticked, on its left."""
 
 
 def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
@@ -77,36 +80,43 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks.append(SaveOnSigterm(checkpoint_path(HydraConfig.get().runtime.output_dir)))
     trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    params = experiment_params(cfg)
+    params, varied = experiment_params(cfg, module.model.pretrained_backbone)
     for logger in loggers:
         logger.log_hyperparams(params)
         if isinstance(logger, TensorBoardLogger):
-            declare_hparams(logger, params)
+            declare_hparams(logger, params, varied)
     return module, datamodule, trainer
 
 
-def experiment_params(cfg: DictConfig) -> dict[str, Any]:
-    """The HParams columns: this run's overrides first (what a sweep varies, on screen), then the seed,
-    the chosen experiment/dataset/model/mix/optim options and those groups' settings, flattened as
-    ``mix/prob``. Callbacks, loggers and the trainer are plumbing and stay out unless overridden."""
+def experiment_params(cfg: DictConfig, pretrained_backbone: bool) -> tuple[dict[str, Any], list[str]]:
+    """The HParams columns, and the names among them that this run varies.
+
+    Columns: every key set on the command line (Hydra's task overrides, ``mix.prob`` as ``mix/prob``, a
+    group as its option) but the paths that ``hydra.job.config.override_dirname.exclude_keys`` also keeps out
+    of the run name; ``seed``; the chosen experiment/dataset/model/mix/optim options. The rest of the config
+    is in ``<output dir>/.hydra/config.yaml`` and the checkpoint. Varied: the overrides and ``seed``.
+    ``optim/backbone_lr_scale`` shows the scale applied: 1.0 for a backbone trained from scratch.
+    """
     hydra_cfg = HydraConfig.get()
     choices = hydra_cfg.runtime.choices
+    not_varied = set(hydra_cfg.job.config.override_dirname.exclude_keys)
     params: dict[str, Any] = {}
     for override in hydra_cfg.overrides.task:
-        if override.startswith("~"):  # a deleted key has no value to show
-            continue
         key = override.split("=", 1)[0].lstrip("+")
+        if override.startswith("~") or key in not_varied:  # a deleted key has no value to show
+            continue
         value = choices[key] if key in choices else OmegaConf.select(cfg, key)
         if isinstance(value, DictConfig | ListConfig):
             value = OmegaConf.to_container(value, resolve=True)
         _flatten(key.replace(".", "/"), value, params)
     params.setdefault("seed", cfg.seed)
-    for group in ("experiment", *EXPERIMENT_GROUPS):
+    varied = list(params)
+    for group in EXPERIMENT_GROUPS:
         if choices.get(group) is not None:
             params.setdefault(group, choices[group])
-    for group in EXPERIMENT_GROUPS:
-        _flatten(group, OmegaConf.to_container(cfg[group], resolve=True), params)
-    return params
+    if "optim/backbone_lr_scale" in params and not pretrained_backbone:
+        params["optim/backbone_lr_scale"] = 1.0  # FGVCModule.configure_optimizers scales only pretrained weights
+    return params, varied
 
 
 def _flatten(name: str, value: Any, params: dict[str, Any]) -> None:
@@ -121,15 +131,23 @@ def _flatten(name: str, value: Any, params: dict[str, Any]) -> None:
 
 
 @rank_zero_only
-def declare_hparams(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
+def declare_hparams(logger: TensorBoardLogger, params: dict[str, Any], varied: list[str]) -> None:
     """Write the HParams tab's entry for this run: ``params`` as columns, ``SUMMARY_METRICS`` as metric columns.
 
-    The tab reads each metric column from the run's own scalar of that name. Lightning's
-    ``log_hyperparams(params, metrics)`` would also log every metric's given value at step 0:
+    TensorBoard orders the columns itself: those flagged ``differs`` first, each part by name, and ticks the
+    first ``HPARAMS_TICKED``; the order of ``params`` is lost. So ``varied`` (the overrides and the seed) is
+    flagged, and these lead. The tab reads each metric column from the run's own scalar of that name.
+    Lightning's ``log_hyperparams(params, metrics)`` would also log every metric's given value at step 0:
     a fake point (0.0) on the Scalars charts that smoothing drags the real curve towards.
     """
     writer = logger.experiment.file_writer
-    for summary in hparams(params, dict.fromkeys(SUMMARY_METRICS, 0.0)):  # metric values unused: names only
+    experiment, start, end = hparams(params, dict.fromkeys(SUMMARY_METRICS, 0.0))  # metric values unused: names
+    value = experiment.value[0]
+    content = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in content.experiment.hparam_infos:
+        info.differs = info.name in varied
+    value.metadata.plugin_data.content = content.SerializeToString()
+    for summary in (experiment, start, end):
         writer.add_summary(summary)
 
 
