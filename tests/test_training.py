@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fgvc_mix.evaluation.checkpoints import evaluate, load_checkpoint
+from fgvc_mix.evaluation.dashboards import MixedImageGrid
 from fgvc_mix.train import build, train
 from fgvc_mix.training.mix_options import cnn_mix_options
 from fgvc_mix.training.module import FGVCModule
@@ -178,6 +179,13 @@ def test_bad_options_fail_before_training(tiny_config):
         build(tiny_config("mix.prob=1.5"))
     with pytest.raises(ValueError, match="test_ckpt"):
         build(tiny_config("test_ckpt=first"))
+
+
+def test_a_callback_or_logger_set_to_null_is_switched_off(tiny_config):
+    """Not built: a None among the callbacks crashed the run (``'NoneType' object has no attribute ...``)."""
+    _, _, trainer = build(tiny_config("callbacks.mixed_images=null", "logger.tensorboard=null"))
+    assert not any(isinstance(c, MixedImageGrid) for c in trainer.callbacks) and None not in trainer.callbacks
+    assert not trainer.loggers
 
 
 def test_module_rebuilds_from_its_hyperparameters(tiny_config):

@@ -76,8 +76,9 @@ def build(cfg: DictConfig) -> tuple[FGVCModule, FGVCDataModule, pl.Trainer]:
     )
     size = datamodule.hparams.image_size
     module.example_input_array = torch.zeros(1, 3, size, size)  # the model summary's FLOPs and sizes
-    loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values()]
+    # An entry set to null (callbacks.progress_bar=null, logger.tensorboard=null) is switched off, as ~key is.
+    loggers: list[Logger] = [build_from_config(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    callbacks = [build_from_config(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(SaveOnSigterm(checkpoint_path(HydraConfig.get().runtime.output_dir)))
     trainer: pl.Trainer = build_from_config(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     params, varied = experiment_params(cfg, module.model.pretrained_backbone)
