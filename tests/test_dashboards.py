@@ -17,8 +17,9 @@ from tensorboard.plugins.hparams.backend_context import _sort_and_reduce_to_hpar
 
 from fgvc_mix.evaluation.dashboards import BOX_COLOUR, CAPTION_FONT_SIZE, MixedImageGrid
 from fgvc_mix.mixing import MixedBatch
-from fgvc_mix.train import HPARAMS_TICKED, build, declare_hparams, experiment_params
+from fgvc_mix.train import build
 from fgvc_mix.training.config import RUN_NAME_LIMIT, run_name
+from fgvc_mix.training.hparams import HPARAMS_TICKED, declare_hparams, experiment_params
 
 EPOCHS = 2
 RUN_OVERRIDES = [
