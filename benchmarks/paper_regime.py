@@ -351,7 +351,8 @@ def cam_resolution_check(preset: Preset, weights: Path | None, seed: int, root: 
     }
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line; ``--mixers`` defaults to every row of ``MIXERS``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument(
@@ -371,7 +372,11 @@ def main() -> None:
     parser.add_argument(
         "--output-dir", type=Path, default=None, help="runs go here (default outputs/paper_regime/<time>)"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     torch.set_num_threads(args.threads)
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

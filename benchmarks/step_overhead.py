@@ -125,7 +125,8 @@ def authors_snapmix(module: FGVCModule, images: torch.Tensor, targets: torch.Ten
     return MixedBatch(images, targets, targets_b, lam_a, lam_b)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line; ``--mixers`` defaults to every row of ``ROWS``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--model", default=None, help="default: resnet18 on cpu, resnet50 on cuda")
@@ -142,7 +143,11 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="a SnapMix row (e.g. snapmix) to break down and profile")
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--trace", default=None, help="with --profile: write a Chrome trace of the profiled steps here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     name = args.model or ("resnet50" if cuda else "resnet18")
