@@ -7,6 +7,8 @@ import importlib
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.error import URLError
 
 import pytest
@@ -139,34 +141,51 @@ def test_onnx_export_without_onnx_names_the_extra_and_writes_nothing(tmp_path):
     assert list(cwd.iterdir()) == [] and not ckpt.parent.exists()  # no run folder, no output folder
 
 
-@pytest.mark.parametrize(
-    ("command", "message"),
-    [
-        (["fgvc_mix.train", "trainer.max_epochs=1"], "Error: trainer.max_epochs=1 differs from optim.epochs=20"),
-        (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
-        (["fgvc_mix.label_noise", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
-        (["fgvc_mix.pretrain", "model.name=vgg16"], "Error: model.name='vgg16': pretraining supports ['resnet101'"),
-        (["fgvc_mix.synthetic_export", "out", "0"], "Error: n=0: the test split has 800 images"),
-        (["fgvc_mix.synthetic_export", "out", "dataset.nmu_classes=8"], "Error: Could not override 'dataset.nmu_"),
-        # checked before the checkpoint is loaded (with a real one the old code failed at the first batch)
-        (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt", "tta=flop"], "Error: tta='flop' is not known; choose"),
-        (["fgvc_mix.train", "dataset.image_size=8"], "Error: SyntheticFGVC: dataset.image_size=8 is too small"),
-        (["fgvc_mix.train", "dataset.resize=warp"], "Error: dataset.resize='warp' is not known; choose 'shorter'"),
-        (["fgvc_mix.train", "dataset.val_source=bogus"], "Error: dataset.val_source must be one of"),
-        (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=nowhere"], "Error: images=nowhere does not exist"),
-        (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=.", "top_k=0"], "Error: top_k=0: ask for at least"),
-        (["fgvc_mix.export", "ckpt_path=missing.ckpt", "format=tflite"], "Error: format must be one of"),
-        # refused when the module is built: after the (tiny) data, before any training step
-        (["fgvc_mix.train", *TINY_SYNTHETIC, "mix=transmix"], "Error: mix=transmix re-weights labels by a vision"),
-        (["fgvc_mix.train", *TINY_SYNTHETIC, "mix=resizemix", "+mix.cam_bn=eval"], "Error: mix.cam_bn configures"),
-        (["fgvc_mix.train", *TINY_SYNTHETIC, "nonfinite_loss=explode"], "Error: nonfinite_loss must be one of"),
-    ],
-)
-def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(tmp_path, command, message):
+ONE_LINE_ERRORS = [
+    (["fgvc_mix.train", "trainer.max_epochs=1"], "Error: trainer.max_epochs=1 differs from optim.epochs=20"),
+    (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
+    (["fgvc_mix.label_noise", "ckpt_path=missing.ckpt"], "Error: ckpt_path=missing.ckpt does not exist"),
+    (["fgvc_mix.pretrain", "model.name=vgg16"], "Error: model.name='vgg16': pretraining supports ['resnet101'"),
+    (["fgvc_mix.synthetic_export", "out", "0"], "Error: n=0: the test split has 800 images"),
+    (["fgvc_mix.synthetic_export", "out", "dataset.nmu_classes=8"], "Error: Could not override 'dataset.nmu_"),
+    # checked before the checkpoint is loaded (with a real one the old code failed at the first batch)
+    (["fgvc_mix.evaluate", "ckpt_path=missing.ckpt", "tta=flop"], "Error: tta='flop' is not known; choose"),
+    (["fgvc_mix.train", "dataset.image_size=8"], "Error: SyntheticFGVC: dataset.image_size=8 is too small"),
+    (["fgvc_mix.train", "dataset.resize=warp"], "Error: dataset.resize='warp' is not known; choose 'shorter'"),
+    (["fgvc_mix.train", "dataset.val_source=bogus"], "Error: dataset.val_source must be one of"),
+    (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=nowhere"], "Error: images=nowhere does not exist"),
+    (["fgvc_mix.predict", "ckpt_path=missing.ckpt", "images=.", "top_k=0"], "Error: top_k=0: ask for at least"),
+    (["fgvc_mix.export", "ckpt_path=missing.ckpt", "format=tflite"], "Error: format must be one of"),
+    # refused when the module is built: after the (tiny) data, before any training step
+    (["fgvc_mix.train", *TINY_SYNTHETIC, "mix=transmix"], "Error: mix=transmix re-weights labels by a vision"),
+    (["fgvc_mix.train", *TINY_SYNTHETIC, "mix=resizemix", "+mix.cam_bn=eval"], "Error: mix.cam_bn configures"),
+    (["fgvc_mix.train", *TINY_SYNTHETIC, "nonfinite_loss=explode"], "Error: nonfinite_loss must be one of"),
+]
+"""A command (``python -m <command>``) and the start of the one line it must print."""
+
+
+@pytest.fixture(scope="module")
+def one_line_error_runs(request, tmp_path_factory):
+    """``{command: Future of its CompletedProcess}`` for the commands of ONE_LINE_ERRORS that the session runs, all
+    started at once, one per core: each keeps one core busy (single-threaded Python imports, about 8 s), so on
+    two idle cores the 16 take about half the time they take one after another."""
+    test_name = "test_an_error_the_user_can_fix_prints_one_line_without_a_traceback"
+    selected = [item.callspec.params["command"] for item in request.session.items if item.originalname == test_name]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", *command], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
-    )
+
+    def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:  # the timeout allows for sharing the cores
+        return subprocess.run(
+            [sys.executable, "-m", *command], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+        )
+
+    folders = [tmp_path_factory.mktemp("user_error") for _ in selected]  # an empty folder each, as tmp_path was
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        yield {tuple(command): pool.submit(run, command, cwd) for command, cwd in zip(selected, folders, strict=True)}
+
+
+@pytest.mark.parametrize(("command", "message"), ONE_LINE_ERRORS)
+def test_an_error_the_user_can_fix_prints_one_line_without_a_traceback(one_line_error_runs, command, message):
+    result = one_line_error_runs[tuple(command)].result()
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
