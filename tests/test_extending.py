@@ -17,6 +17,7 @@ from helpers import CONFIG_DIR, TINY_SYNTHETIC
 from helpers.datasets import write_jpeg
 from omegaconf import OmegaConf
 from test_benchmarks import load_script
+from test_datasets import TinyReader
 
 import fgvc_mix.training.config
 from fgvc_mix.data import registry
@@ -92,34 +93,11 @@ def test_a_new_cam_mixer_gets_the_cam_options_from_one_defaults_line_and_trains(
     assert trainer.global_step == 1
 
 
-# A dataset as docs/extending.md describes it, written outside the package: file 1, its reader.
-READER_MODULE = """
-from fgvc_mix.data.annotation_text import read_pairs
-from fgvc_mix.data.reader import Annotations, DatasetReader
-
-
-class Tiny(DatasetReader):
-    name = "tiny"
-    homepage = "https://example.org/tiny"
-    expected_layout = "tiny/labels.txt   <image file> <class name>"
-    root_candidates = ("", "tiny")
-    root_marker = "labels.txt"
-
-    def read(self):
-        rows = read_pairs(self.root / "labels.txt", dataset=self.name)
-        classes = sorted({name for _, _, name in rows})
-        return Annotations([(self.root / file, classes.index(name)) for _, file, name in rows], classes)
-"""
-
-
 @pytest.fixture
 def tree_with_a_new_dataset(tmp_path, monkeypatch):
-    """Files 2 and 3 of the guide: the registry line and ``conf/dataset/tiny.yaml`` (``cub.yaml`` edited)."""
-    (tmp_path / "tiny_reader.py").write_text(READER_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from tiny_reader import Tiny
-
-    monkeypatch.setitem(registry.DATASETS, "tiny", registry.reader(Tiny))
+    """The guide's three files: a reader (``test_datasets.TinyReader``, the example docs/extending.md names, outside
+    the package as a user's would be), its registry line, and ``conf/dataset/tiny.yaml`` (``cub.yaml`` edited)."""
+    monkeypatch.setitem(registry.DATASETS, "tiny", registry.reader(TinyReader))
     config_dir = tmp_path / "conf"
     shutil.copytree(CONFIG_DIR, config_dir)
     dataset = OmegaConf.load(config_dir / "dataset" / "cub.yaml")
@@ -132,8 +110,7 @@ def tree_with_a_new_dataset(tmp_path, monkeypatch):
     for seed, row in enumerate(rows):
         write_jpeg(root / row.split()[0], seed=seed)
     (root / "labels.txt").write_text("\n".join(rows) + "\n")
-    yield root.parent
-    sys.modules.pop("tiny_reader", None)
+    return root.parent
 
 
 def test_a_new_dataset_is_its_reader_one_registry_line_and_one_yaml(tree_with_a_new_dataset, tmp_path):

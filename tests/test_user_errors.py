@@ -13,7 +13,7 @@ from urllib.error import URLError
 
 import pytest
 import torch
-from helpers import TINY_SYNTHETIC, compose_config
+from helpers import TINY_SYNTHETIC, compose_config, run_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
@@ -171,12 +171,9 @@ def one_line_error_runs(request, tmp_path_factory):
     two idle cores the 16 take about half the time they take one after another."""
     test_name = "test_an_error_the_user_can_fix_prints_one_line_without_a_traceback"
     selected = [item.callspec.params["command"] for item in request.session.items if item.originalname == test_name]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:  # the timeout allows for sharing the cores
-        return subprocess.run(
-            [sys.executable, "-m", *command], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
-        )
+    def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return run_module(command[0].removeprefix("fgvc_mix."), *command[1:], cwd=cwd)
 
     folders = [tmp_path_factory.mktemp("user_error") for _ in selected]  # an empty folder each, as tmp_path was
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
